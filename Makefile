@@ -1,0 +1,42 @@
+# The two commands a new user runs: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test check lint typecheck unit bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+## Set up and run the main job: train on a bundled dataset with tracking, print the runs table.
+demo: $(STAMP)
+	$(BIN)/python examples/quickstart.py
+
+## Set up and run every check.
+test: $(STAMP)
+	$(MAKE) check
+
+## Run the checks without reinstalling.
+check: lint typecheck unit
+
+lint:
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
+
+typecheck:
+	$(BIN)/mypy --strict src
+
+unit:
+	$(BIN)/pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/tracking.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,105 @@
+"""LoopML: the whole ML lifecycle as one closed loop, from versioned data to retraining.
+
+Names are imported on first use, so `import loopml` (and the CLI) stays fast.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_FLUENT = "loopml.tracking.fluent"
+_LAZY: dict[str, str] = {
+    "start_run": _FLUENT,
+    "end_run": _FLUENT,
+    "active_run": _FLUENT,
+    "log_metric": _FLUENT,
+    "log_metrics": _FLUENT,
+    "log_param": _FLUENT,
+    "log_params": _FLUENT,
+    "set_tag": _FLUENT,
+    "set_tags": _FLUENT,
+    "log_artifact": _FLUENT,
+    "log_dict": _FLUENT,
+    "log_text": _FLUENT,
+    "get_run": _FLUENT,
+    "get_metric_history": _FLUENT,
+    "list_artifacts": _FLUENT,
+    "download_artifacts": _FLUENT,
+    "search_runs": _FLUENT,
+    "set_workspace": _FLUENT,
+    "autolog": "loopml.tracking.autolog",
+    "Run": "loopml.tracking.run",
+    "RunRecord": "loopml.tracking.entities",
+    "Experiment": "loopml.tracking.entities",
+    "Workspace": "loopml.core.workspace",
+}
+
+# Kept literal for tools; a test checks it matches _LAZY.
+__all__ = [
+    "Experiment",
+    "Run",
+    "RunRecord",
+    "Workspace",
+    "__version__",
+    "active_run",
+    "autolog",
+    "download_artifacts",
+    "end_run",
+    "get_metric_history",
+    "get_run",
+    "list_artifacts",
+    "log_artifact",
+    "log_dict",
+    "log_metric",
+    "log_metrics",
+    "log_param",
+    "log_params",
+    "log_text",
+    "search_runs",
+    "set_tag",
+    "set_tags",
+    "set_workspace",
+    "start_run",
+]
+
+if TYPE_CHECKING:
+    from loopml.core.workspace import Workspace
+    from loopml.tracking.autolog import autolog
+    from loopml.tracking.entities import Experiment, RunRecord
+    from loopml.tracking.fluent import (
+        active_run,
+        download_artifacts,
+        end_run,
+        get_metric_history,
+        get_run,
+        list_artifacts,
+        log_artifact,
+        log_dict,
+        log_metric,
+        log_metrics,
+        log_param,
+        log_params,
+        log_text,
+        search_runs,
+        set_tag,
+        set_tags,
+        set_workspace,
+        start_run,
+    )
+    from loopml.tracking.run import Run
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'loopml' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,1 @@
+"""The `loopml` command line: thin front ends over the service functions."""

@@ -1,0 +1,69 @@
+"""The `loopml` command: global options, error handling and the command groups."""
+
+from __future__ import annotations
+
+import os
+import sys
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from loopml.cli import experiments, runs
+from loopml.errors import LoopMLError
+
+app = typer.Typer(
+    name="loopml",
+    help="LoopML: data, pipelines, tracking, registry, deployment and monitoring as one loop.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.add_typer(experiments.app, name="experiments")
+app.add_typer(runs.app, name="runs")
+
+_debug: ContextVar[bool] = ContextVar("loopml_cli_debug", default=False)
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")] = False,
+) -> None:
+    _debug.set(debug or os.environ.get("LOOPML_DEBUG") == "1")
+
+
+@app.command()
+def init(
+    path: Annotated[Path, typer.Argument(help="Folder to make a workspace of.")] = Path(),
+    store_uri: Annotated[
+        str | None, typer.Option(help="Metadata store, e.g. postgresql+psycopg://user@host/db.")
+    ] = None,
+    blob_uri: Annotated[
+        str | None, typer.Option(help="Blob storage, e.g. s3://bucket/prefix.")
+    ] = None,
+) -> None:
+    """Create a workspace (.loopml/) in PATH."""
+    from loopml.cli.output import console
+    from loopml.core.workspace import Workspace
+
+    ws = Workspace.init(path, store_uri=store_uri, blob_uri=blob_uri)
+    console.print(f"Initialised LoopML workspace in {ws.settings.dir}")
+    console.print(f"  store: {ws.store.engine.url.render_as_string(hide_password=True)}")
+    console.print(f"  blobs: {ws.settings.blob_uri}")
+
+
+def main() -> None:
+    """Run the CLI: a LoopML error prints one line and exits 1 (usage errors exit 2)."""
+    try:
+        app()
+    except LoopMLError as exc:
+        if _debug.get():
+            raise
+        from loopml.cli.output import err_console
+
+        err_console.print(f"[red]error:[/red] {exc}", markup=True, soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,104 @@
+"""Where a workspace lives and what it is configured to use.
+
+A workspace is a folder holding `.loopml/`, found like git finds a repository: from
+`LOOPML_HOME` if set, else by walking up from the current folder. `.loopml/config.toml` may
+name another store or blob location; `LOOPML_STORE_URI` and `LOOPML_BLOB_URI` override both.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from loopml.errors import InvalidInput, WorkspaceNotFound
+
+DIRNAME = ".loopml"
+CONFIG_FILE = "config.toml"
+DB_FILE = "loopml.db"
+HOME_ENV = "LOOPML_HOME"
+STORE_ENV = "LOOPML_STORE_URI"
+BLOB_ENV = "LOOPML_BLOB_URI"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved locations of one workspace."""
+
+    root: Path
+    store_uri: str
+    blob_uri: str
+
+    @property
+    def dir(self) -> Path:
+        """Return the `.loopml` folder."""
+        return self.root / DIRNAME
+
+    @property
+    def journal_dir(self) -> Path:
+        """Return the folder of per-run metric journals."""
+        return self.dir / "journal"
+
+
+def find_root(start: Path | None = None) -> Path | None:
+    """Return the workspace folder for `start` (or LOOPML_HOME), or None when there is none."""
+    home = os.environ.get(HOME_ENV)
+    if home:
+        path = Path(home).expanduser().resolve()
+        return path.parent if path.name == DIRNAME else path
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / DIRNAME).is_dir():
+            return folder
+    return None
+
+
+def require_root(start: Path | None = None) -> Path:
+    """Return the workspace folder, or raise WorkspaceNotFound saying how to make one."""
+    root = find_root(start)
+    if root is None or not (root / DIRNAME).is_dir():
+        where = root or (start or Path.cwd()).resolve()
+        raise WorkspaceNotFound(
+            f"no LoopML workspace in {where} or any folder above it; "
+            f"run `loopml init` there, or set {HOME_ENV} to a workspace folder"
+        )
+    return root
+
+
+def load_settings(root: Path) -> Settings:
+    """Read `.loopml/config.toml` under `root`, with environment overrides applied."""
+    config = _read_config(root / DIRNAME / CONFIG_FILE)
+    store = config.get("store", {}).get("uri") or f"sqlite:///{root / DIRNAME / DB_FILE}"
+    blobs = config.get("blobs", {}).get("uri") or str(root / DIRNAME / "blobs")
+    return Settings(
+        root=root,
+        store_uri=os.environ.get(STORE_ENV) or store,
+        blob_uri=os.environ.get(BLOB_ENV) or blobs,
+    )
+
+
+def write_config(root: Path, *, store_uri: str | None, blob_uri: str | None) -> Path:
+    """Write `.loopml/config.toml`, recording only locations that differ from the defaults."""
+    lines = ["# LoopML workspace settings; LOOPML_STORE_URI and LOOPML_BLOB_URI override them."]
+    if store_uri:
+        lines += ["[store]", f"uri = {_toml_string(store_uri)}"]
+    if blob_uri:
+        lines += ["[blobs]", f"uri = {_toml_string(blob_uri)}"]
+    path = root / DIRNAME / CONFIG_FILE
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _read_config(path: Path) -> dict[str, dict[str, str]]:
+    if not path.exists():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidInput(f"{path} is not valid TOML ({exc}); fix or delete it") from exc
+    return {k: v for k, v in data.items() if isinstance(v, dict)}
+
+
+def _toml_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'

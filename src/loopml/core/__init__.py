@@ -1,0 +1,1 @@
+"""Core: metadata store, content-addressed blobs, journal, plugins."""

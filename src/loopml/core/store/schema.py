@@ -1,0 +1,147 @@
+"""The metadata schema: every table LoopML keeps, as SQLAlchemy 2 models.
+
+Times are integer milliseconds since the epoch (the MLflow wire format), ids of runs are 32
+lowercase hex characters, and every row that points at stored bytes holds a `blake3:` digest.
+Changing this module means adding an Alembic revision in `migrations/versions/`.
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base whose metadata names constraints the same on every database."""
+
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Experiment(Base):
+    """A named group of runs."""
+
+    __tablename__ = "experiments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(500), unique=True)
+    lifecycle_stage: Mapped[str] = mapped_column(String(16), default="active")
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class Run(Base):
+    """One execution: a training script, a pipeline, a pipeline step."""
+
+    __tablename__ = "runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.id", ondelete="CASCADE"))
+    parent_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    name: Mapped[str] = mapped_column(String(250))
+    status: Mapped[str] = mapped_column(String(16))
+    user: Mapped[str] = mapped_column(String(250), default="")
+    start_time: Mapped[int] = mapped_column(BigInteger)
+    end_time: Mapped[int | None] = mapped_column(BigInteger)
+    lifecycle_stage: Mapped[str] = mapped_column(String(16), default="active")
+    # Count of metric journals ever opened for this run; each writer numbers its records
+    # from (writer << 32), which keeps journal replays idempotent across processes.
+    journal_writers: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (
+        Index("ix_runs_experiment_start", "experiment_id", "start_time"),
+        Index("ix_runs_parent", "parent_id"),
+    )
+
+
+class Param(Base):
+    """A write-once run setting."""
+
+    __tablename__ = "params"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class Tag(Base):
+    """A mutable run label."""
+
+    __tablename__ = "tags"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class Metric(Base):
+    """One point of a metric's history; (run_id, seq) makes journal replays idempotent."""
+
+    __tablename__ = "metrics"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    key: Mapped[str] = mapped_column(String(250))
+    # SQLite stores NaN as NULL, so NaN travels as is_nan with value 0 (as MLflow does).
+    value: Mapped[float] = mapped_column(Float)
+    is_nan: Mapped[bool] = mapped_column(Boolean, default=False)
+    step: Mapped[int] = mapped_column(BigInteger)
+    timestamp: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_metrics_run_key_step", "run_id", "key", "step"),)
+
+
+class LatestMetric(Base):
+    """The point with the greatest (step, timestamp) per run and key, for search and tables."""
+
+    __tablename__ = "latest_metrics"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
+    value: Mapped[float] = mapped_column(Float)
+    is_nan: Mapped[bool] = mapped_column(Boolean, default=False)
+    step: Mapped[int] = mapped_column(BigInteger)
+    timestamp: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_latest_metrics_key_value", "key", "value"),)
+
+
+class Artifact(Base):
+    """A file a run logged, by its path inside the run and the digest of its bytes."""
+
+    __tablename__ = "artifacts"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    path: Mapped[str] = mapped_column(String(1000), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(71))
+    size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+# Core tables, for the statements on hot paths (no ORM unit of work involved).
+experiments = cast(Table, Experiment.__table__)
+runs = cast(Table, Run.__table__)
+params = cast(Table, Param.__table__)
+tags = cast(Table, Tag.__table__)
+metrics = cast(Table, Metric.__table__)
+latest_metrics = cast(Table, LatestMetric.__table__)
+artifacts = cast(Table, Artifact.__table__)

@@ -1,0 +1,119 @@
+"""A workspace: the metadata store, the blob store and the journals under one `.loopml/`."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from loopml import config
+from loopml.core import journal, plugins
+from loopml.core.blobs import ContentStore, storage_from_uri
+from loopml.core.store import Store
+from loopml.errors import AlreadyExists
+
+T = TypeVar("T")
+log = logging.getLogger("loopml")
+
+
+class Workspace:
+    """An opened workspace; one per folder per process, shared by every thread."""
+
+    # One engine, one background writer and one journal replay per workspace per process:
+    # opening is cached here, by folder, rather than repeated on every API call.
+    _open: ClassVar[dict[Path, Workspace]] = {}
+    _open_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, settings: config.Settings, store: Store, blobs: ContentStore) -> None:
+        self.settings = settings
+        self.store = store
+        self.blobs = blobs
+        self._components: dict[str, Any] = {}
+        self._components_lock = threading.Lock()
+
+    @property
+    def root(self) -> Path:
+        """Return the folder that holds `.loopml/`."""
+        return self.settings.root
+
+    @property
+    def journal_dir(self) -> Path:
+        """Return the folder of metric journals."""
+        return self.settings.journal_dir
+
+    @classmethod
+    def init(
+        cls, path: Path | str = ".", *, store_uri: str | None = None, blob_uri: str | None = None
+    ) -> Workspace:
+        """Create `.loopml/` in `path` and open it; refuse if one is already there."""
+        root = Path(path).expanduser().resolve()
+        if (root / config.DIRNAME).is_dir():
+            raise AlreadyExists(
+                f"{root / config.DIRNAME} already exists; it is a workspace already "
+                "(delete the folder first to start over)"
+            )
+        (root / config.DIRNAME / "blobs").mkdir(parents=True)
+        (root / config.DIRNAME / "journal").mkdir()
+        config.write_config(root, store_uri=store_uri, blob_uri=blob_uri)
+        return cls.open(root)
+
+    @classmethod
+    def open(cls, path: Path | str | None = None, *, create: bool = False) -> Workspace:
+        """Open the workspace at or above `path` (default: the current folder, or LOOPML_HOME).
+
+        With `create`, make one in the current folder when none is found.
+        """
+        start = Path(path).expanduser().resolve() if path is not None else None
+        if create and config.find_root(start) is None:
+            where = start or Path.cwd()
+            log.warning("LoopML: no workspace found; creating one in %s", where / config.DIRNAME)
+            return cls.init(where)
+        root = config.require_root(start)
+        with cls._open_lock:
+            ws = cls._open.get(root)
+            if ws is None:
+                ws = cls._open[root] = cls._load(root)
+        return ws
+
+    @classmethod
+    def _load(cls, root: Path) -> Workspace:
+        settings = config.load_settings(root)
+        store = Store.open(settings.store_uri)
+        ws = cls(settings, store, ContentStore(storage_from_uri(settings.blob_uri)))
+        if journal.has_journals(settings.journal_dir):
+            for _name, reference in plugins.JOURNAL_REPLAY:
+                plugins.resolve(reference)(ws)
+        return ws
+
+    def component(self, key: str, factory: Callable[[Workspace], T]) -> T:
+        """Return this workspace's `key` component, making it with `factory` the first time."""
+        with self._components_lock:
+            if key not in self._components:
+                self._components[key] = factory(self)
+            return self._components[key]  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        """Close components and the store, and forget this workspace in the process cache."""
+        with self._components_lock:
+            components, self._components = self._components, {}
+        for component in components.values():
+            close = getattr(component, "close", None)
+            if close is not None:
+                close()
+        self.store.close()
+        with self._open_lock:
+            if self._open.get(self.root) is self:
+                del self._open[self.root]
+
+    @classmethod
+    def close_all(cls) -> None:
+        """Close every workspace this process opened (tests and interpreter exit)."""
+        with cls._open_lock:
+            opened = list(cls._open.values())
+        for ws in opened:
+            ws.close()
+
+    def __repr__(self) -> str:
+        return f"Workspace({str(self.root)!r})"

@@ -1,0 +1,1 @@
+"""Fixtures and contract suites that plugin authors can run against their own backends."""

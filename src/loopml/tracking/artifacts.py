@@ -1,0 +1,145 @@
+"""Run artifacts: files and folders stored by digest, listed by path, downloaded verified."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+
+from loopml.core.paths import clean_relpath, safe_join
+from loopml.core.store import insert_for, now_ms
+from loopml.core.store import schema as db
+from loopml.core.workspace import Workspace
+from loopml.errors import InvalidInput, NotFound
+from loopml.tracking.entities import ArtifactInfo
+from loopml.tracking.runs import check_run_id, require_active
+
+
+def log_path(
+    ws: Workspace, run_id: str, local: Path | str, artifact_path: str | None = None
+) -> list[ArtifactInfo]:
+    """Store a file, or a folder and everything under it, as artifacts of a run.
+
+    A file lands at `<artifact_path>/<name>`; a folder keeps its own name, as `cp -r` does.
+    """
+    source = Path(local).expanduser()
+    if not source.exists():
+        raise NotFound(f"cannot log artifact {str(source)!r}: no such file or folder")
+    prefix = clean_relpath(artifact_path, what="artifact path") + "/" if artifact_path else ""
+    if source.is_file():
+        files = [(source, prefix + source.name)]
+    else:
+        files = sorted(
+            (p, prefix + source.name + "/" + p.relative_to(source).as_posix())
+            for p in source.rglob("*")
+            if p.is_file()
+        )
+    stored = [_put(ws, path, name) for path, name in files]
+    _record(ws, check_run_id(run_id), stored)
+    return stored
+
+
+def log_bytes(ws: Workspace, run_id: str, data: bytes, artifact_file: str) -> ArtifactInfo:
+    """Store bytes as the artifact `artifact_file`."""
+    name = clean_relpath(artifact_file, what="artifact file")
+    blob = ws.blobs.put_bytes(data)
+    info = ArtifactInfo(name, blob.digest, blob.size)
+    _record(ws, check_run_id(run_id), [info])
+    return info
+
+
+def log_dict(ws: Workspace, run_id: str, obj: Any, artifact_file: str) -> ArtifactInfo:
+    """Store a dict as JSON (or YAML when the name ends in .yaml/.yml and PyYAML is present)."""
+    if artifact_file.endswith((".yaml", ".yml")):
+        try:
+            import yaml
+        except ModuleNotFoundError as exc:
+            raise InvalidInput(
+                f"{artifact_file!r} needs PyYAML: pip install pyyaml, or use .json"
+            ) from exc
+        text = yaml.safe_dump(obj, sort_keys=False)
+    else:
+        try:
+            text = json.dumps(obj, indent=2, default=str)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(f"cannot store {artifact_file!r} as JSON: {exc}") from exc
+    return log_bytes(ws, run_id, text.encode(), artifact_file)
+
+
+def list_artifacts(ws: Workspace, run_id: str, path: str | None = None) -> list[ArtifactInfo]:
+    """Return the artifacts of a run, all of them or those at or under `path`."""
+    a = db.artifacts.c
+    query = (
+        select(a.path, a.digest, a.size).where(a.run_id == check_run_id(run_id)).order_by(a.path)
+    )
+    if path:
+        prefix = clean_relpath(path, what="artifact path")
+        query = query.where(or_(a.path == prefix, a.path.startswith(prefix + "/", autoescape=True)))
+    with ws.store.read() as conn:
+        return [ArtifactInfo(*row) for row in conn.execute(query)]
+
+
+def download(
+    ws: Workspace, run_id: str, path: str | None = None, dest: Path | str | None = None
+) -> Path:
+    """Copy artifacts to `dest` (default: a new temporary folder), verifying every digest.
+
+    Returns the downloaded file when `path` names one file, else the folder.
+    """
+    found = list_artifacts(ws, run_id, path)
+    if not found:
+        where = f" at {path!r}" if path else ""
+        raise NotFound(
+            f"run {run_id} has no artifact{where}; `loopml runs artifacts {run_id}` lists them"
+        )
+    root = Path(dest).expanduser() if dest is not None else Path(tempfile.mkdtemp(prefix="loopml-"))
+    root.mkdir(parents=True, exist_ok=True)
+    for info in found:
+        ws.blobs.copy_to(info.digest, safe_join(root, info.path, what="artifact path"))
+    single = len(found) == 1 and path is not None and found[0].path == clean_relpath(path)
+    return safe_join(root, found[0].path) if single else root
+
+
+def read_bytes(ws: Workspace, run_id: str, path: str) -> bytes:
+    """Return one artifact's bytes, verified against its digest."""
+    name = clean_relpath(path, what="artifact path")
+    a = db.artifacts.c
+    with ws.store.read() as conn:
+        row = conn.execute(
+            select(a.digest).where(and_(a.run_id == check_run_id(run_id), a.path == name))
+        ).first()
+    if row is None:
+        raise NotFound(f"run {run_id} has no artifact {name!r}")
+    return ws.blobs.read_bytes(row[0])
+
+
+def _put(ws: Workspace, path: Path, name: str) -> ArtifactInfo:
+    blob = ws.blobs.put_file(path)
+    return ArtifactInfo(clean_relpath(name, what="artifact path"), blob.digest, blob.size)
+
+
+def _record(ws: Workspace, run_id: str, infos: list[ArtifactInfo]) -> None:
+    if not infos:
+        return
+    now = now_ms()
+    rows = [
+        {"run_id": run_id, "path": i.path, "digest": i.digest, "size": i.size, "created_at": now}
+        for i in infos
+    ]
+    with ws.store.write() as conn:
+        require_active(conn, run_id)
+        stmt = insert_for(conn, db.artifacts)
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["run_id", "path"],
+                set_={
+                    "digest": stmt.excluded.digest,
+                    "size": stmt.excluded.size,
+                    "created_at": now,
+                },
+            ),
+            rows,
+        )

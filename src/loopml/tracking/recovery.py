@@ -1,0 +1,64 @@
+"""Replay the metric journals of processes that died, and mark their runs KILLED."""
+
+from __future__ import annotations
+
+import logging
+
+from sqlalchemy import and_, select, update
+
+from loopml.core import journal
+from loopml.core.store import now_ms
+from loopml.core.store import schema as db
+from loopml.core.workspace import Workspace
+from loopml.tracking.run import parse_line
+from loopml.tracking.writer import MetricRow, store_metrics
+
+log = logging.getLogger("loopml")
+
+
+def replay_abandoned(ws: Workspace) -> int:
+    """Store every journaled point the store lacks; return how many journals were replayed."""
+    replayed = 0
+    for found in journal.abandoned(ws.journal_dir):
+        run_id = found.name.partition(".")[0]
+        try:
+            rows = [_parse(run_id, line) for line in found.lines()]
+            with ws.store.write() as conn:
+                exists = conn.execute(select(db.runs.c.id).where(db.runs.c.id == run_id)).first()
+                if exists is None:
+                    log.warning(
+                        "LoopML: journal %s belongs to run %s, which this store does not have; "
+                        "kept it (open the workspace with the store it was logged to)",
+                        found.path,
+                        run_id,
+                    )
+                    found.release()
+                    continue
+                store_metrics(conn, [row for row in rows if row is not None])
+                if not _has_live_writer(ws, run_id):
+                    last = max((row[5] for row in rows if row is not None), default=now_ms())
+                    conn.execute(
+                        update(db.runs)
+                        .where(and_(db.runs.c.id == run_id, db.runs.c.status == "RUNNING"))
+                        .values(status="KILLED", end_time=last)
+                    )
+        except BaseException:
+            found.release()
+            raise
+        found.discard()
+        replayed += 1
+        log.info("LoopML: replayed %d metric points of killed run %s", len(rows), run_id)
+    return replayed
+
+
+def _parse(run_id: str, line: str) -> MetricRow | None:
+    try:
+        return parse_line(run_id, line)
+    except ValueError:
+        log.warning("LoopML: skipped an unreadable journal line of run %s: %r", run_id, line)
+        return None
+
+
+def _has_live_writer(ws: Workspace, run_id: str) -> bool:
+    """Return True if another process still writes to this run (it was resumed elsewhere)."""
+    return any(journal.is_live(path) for path in ws.journal_dir.glob(f"{run_id}.*{journal.SUFFIX}"))

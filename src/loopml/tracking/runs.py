@@ -1,0 +1,349 @@
+"""Runs: create, resume, end, read, list, soft delete; write-once params and tags."""
+
+from __future__ import annotations
+
+import math
+import re
+import secrets
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sqlalchemy import Connection, Row, and_, select, update
+
+from loopml.core.store import insert_for, now_ms
+from loopml.core.store import schema as db
+from loopml.core.workspace import Workspace
+from loopml.errors import InvalidInput, InvalidState, NotFound, ParamConflict
+from loopml.tracking import experiments
+from loopml.tracking.entities import (
+    RUN_STATUSES,
+    Experiment,
+    MetricPoint,
+    RunRecord,
+    RunStatus,
+)
+
+MAX_KEY = 250
+MAX_RUN_NAME = 250
+# Letters, digits, and _ - . space / : (the MLflow key alphabet, so keys travel both ways).
+KEY_PATTERN = re.compile(r"[\w\-. /:]+")
+RUN_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
+_ADJECTIVES = (
+    "amber",
+    "bold",
+    "brisk",
+    "calm",
+    "clever",
+    "eager",
+    "fair",
+    "gentle",
+    "keen",
+    "lucid",
+)
+_NOUNS = ("otter", "heron", "lynx", "finch", "badger", "falcon", "marten", "panda", "raven", "yak")
+
+
+def check_key(key: object, what: str = "key") -> str:
+    """Return `key` if it is a valid metric, param or tag name, else raise InvalidInput."""
+    if not isinstance(key, str) or not key:
+        raise InvalidInput(f"{what} must be a non-empty string, not {key!r}")
+    if len(key) > MAX_KEY or not KEY_PATTERN.fullmatch(key):
+        raise InvalidInput(
+            f"{what} {key!r} is not allowed: use at most {MAX_KEY} letters, digits, "
+            "and _ - . space / :"
+        )
+    return key
+
+
+def check_run_id(run_id: object) -> str:
+    """Return `run_id` if it looks like a run id, else raise InvalidInput."""
+    if not isinstance(run_id, str) or not RUN_ID_PATTERN.fullmatch(run_id):
+        raise InvalidInput(f"{run_id!r} is not a run id (32 lowercase hex characters)")
+    return run_id
+
+
+def resolve_id(ws: Workspace, ref: str) -> str:
+    """Return the full id of the run whose id is `ref` or starts with it (at least 4 chars)."""
+    if isinstance(ref, str) and RUN_ID_PATTERN.fullmatch(ref):
+        return ref
+    if not isinstance(ref, str) or not re.fullmatch(r"[0-9a-f]{4,31}", ref):
+        raise InvalidInput(f"{ref!r} is not a run id or a prefix of one (4+ lowercase hex)")
+    with ws.store.read() as conn:
+        found = [
+            row[0]
+            for row in conn.execute(
+                select(db.runs.c.id).where(db.runs.c.id.startswith(ref)).limit(5)
+            )
+        ]
+    if not found:
+        raise NotFound(f"no run id starts with {ref!r}; `loopml runs list` shows the runs")
+    if len(found) > 1:
+        raise InvalidInput(f"run id prefix {ref!r} is ambiguous ({', '.join(found)}); give more")
+    return str(found[0])
+
+
+def create(
+    ws: Workspace,
+    experiment: str | int | None = None,
+    *,
+    name: str | None = None,
+    parent_id: str | None = None,
+    tags: Mapping[str, Any] | None = None,
+) -> RunRecord:
+    """Insert a RUNNING run with its tags; the caller owns journal writer 0."""
+    exp = _experiment_for(ws, experiment)
+    if exp.lifecycle_stage == "deleted":
+        raise InvalidState(f"experiment {exp.name!r} is deleted; restore it before adding runs")
+    if name is not None and (not isinstance(name, str) or len(name) > MAX_RUN_NAME):
+        raise InvalidInput(f"run name must be a string of at most {MAX_RUN_NAME} characters")
+    run_id = uuid.uuid4().hex
+    tag_rows = _tag_rows(run_id, tags or {})
+    record = RunRecord(
+        id=run_id,
+        name=name or _run_name(),
+        experiment_id=exp.id,
+        status="RUNNING",
+        start_time=now_ms(),
+        end_time=None,
+        parent_id=parent_id,
+        user=str((tags or {}).get("loopml.user", "")),
+        lifecycle_stage="active",
+        tags={row["key"]: row["value"] for row in tag_rows},
+    )
+    with ws.store.write() as conn:
+        if parent_id is not None:
+            require(conn, check_run_id(parent_id))
+        conn.execute(
+            db.runs.insert().values(
+                id=run_id,
+                experiment_id=exp.id,
+                parent_id=parent_id,
+                name=record.name,
+                status="RUNNING",
+                user=record.user,
+                start_time=record.start_time,
+                end_time=None,
+                lifecycle_stage="active",
+                journal_writers=1,
+            )
+        )
+        if tag_rows:
+            conn.execute(db.tags.insert(), tag_rows)
+    return record
+
+
+def resume(ws: Workspace, run_id: str) -> tuple[RunRecord, int]:
+    """Mark a run RUNNING again and allocate it a new journal writer number."""
+    check_run_id(run_id)
+    with ws.store.write() as conn:
+        row = require(conn, run_id)
+        if row.lifecycle_stage == "deleted":
+            raise InvalidState(f"run {run_id} is deleted; restore it before resuming")
+        writer = row.journal_writers
+        conn.execute(
+            update(db.runs)
+            .where(db.runs.c.id == run_id)
+            .values(status="RUNNING", end_time=None, journal_writers=writer + 1)
+        )
+    return get(ws, run_id), writer
+
+
+def end(
+    ws: Workspace, run_id: str, status: RunStatus = "FINISHED", end_time: int | None = None
+) -> None:
+    """Set a run's final status and end time."""
+    if status not in RUN_STATUSES or status == "RUNNING":
+        raise InvalidInput(f"status {status!r} is not one of FINISHED, FAILED, KILLED")
+    with ws.store.write() as conn:
+        conn.execute(
+            update(db.runs)
+            .where(db.runs.c.id == run_id)
+            .values(status=status, end_time=end_time or now_ms())
+        )
+
+
+def get(ws: Workspace, run_id: str) -> RunRecord:
+    """Return a run with its params, tags and latest metrics."""
+    check_run_id(run_id)
+    with ws.store.read() as conn:
+        row = require(conn, run_id)
+        return load_records(conn, [row])[0]
+
+
+def list_runs(
+    ws: Workspace, experiment: str | int | None = None, *, view: str = "active", limit: int = 100
+) -> list[RunRecord]:
+    """Return the newest runs of an experiment (or of all experiments)."""
+    query = select(db.runs).order_by(db.runs.c.start_time.desc(), db.runs.c.id).limit(limit)
+    if experiment is not None:
+        query = query.where(db.runs.c.experiment_id == experiments.get(ws, experiment).id)
+    if view != "all":
+        query = query.where(db.runs.c.lifecycle_stage == view)
+    with ws.store.read() as conn:
+        return load_records(conn, list(conn.execute(query)))
+
+
+def delete(ws: Workspace, run_id: str) -> None:
+    """Soft-delete a run: hidden from lists and searches, restorable."""
+    _set_stage(ws, run_id, "deleted")
+
+
+def restore(ws: Workspace, run_id: str) -> None:
+    """Undo a soft delete."""
+    _set_stage(ws, run_id, "active")
+
+
+def log_params(ws: Workspace, run_id: str, values: Mapping[str, Any]) -> None:
+    """Store params; all or none: a key already logged with another value raises ParamConflict."""
+    rows = [
+        {"run_id": run_id, "key": check_key(k, "param"), "value": _param_value(v)}
+        for k, v in values.items()
+    ]
+    if not rows:
+        return
+    with ws.store.write() as conn:
+        require_active(conn, run_id)
+        conn.execute(insert_for(conn, db.params).on_conflict_do_nothing(), rows)
+        query = select(db.params.c.key, db.params.c.value).where(
+            and_(db.params.c.run_id == run_id, db.params.c.key.in_([r["key"] for r in rows]))
+        )
+        stored = dict(iter(conn.execute(query)))
+        for row in rows:
+            if stored[row["key"]] != row["value"]:
+                raise ParamConflict(
+                    f"param {row['key']!r} of run {run_id} is already {stored[row['key']]!r}; "
+                    f"params are write-once, so {row['value']!r} was not stored (log it under "
+                    "another key, or use a tag or a metric for values that change)"
+                )
+
+
+def set_tags(ws: Workspace, run_id: str, values: Mapping[str, Any]) -> None:
+    """Set tags, overwriting earlier values."""
+    rows = _tag_rows(run_id, values)
+    if not rows:
+        return
+    with ws.store.write() as conn:
+        require_active(conn, run_id)
+        stmt = insert_for(conn, db.tags)
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["run_id", "key"], set_={"value": stmt.excluded.value}
+            ),
+            rows,
+        )
+
+
+def metric_history(ws: Workspace, run_id: str, key: str) -> list[MetricPoint]:
+    """Return every point of one metric, ordered by step then time."""
+    m = db.metrics.c
+    query = (
+        select(m.key, m.value, m.is_nan, m.step, m.timestamp)
+        .where(and_(m.run_id == check_run_id(run_id), m.key == key))
+        .order_by(m.step, m.timestamp, m.seq)
+    )
+    with ws.store.read() as conn:
+        require(conn, run_id)
+        return [
+            MetricPoint(key, math.nan if is_nan else value, step, ts)
+            for key, value, is_nan, step, ts in conn.execute(query)
+        ]
+
+
+def load_records(conn: Connection, rows: Iterable[Row[Any]]) -> list[RunRecord]:
+    """Turn run rows into records, loading params, tags and latest metrics in three queries."""
+    rows = list(rows)
+    ids = [row.id for row in rows]
+    params: dict[str, dict[str, str]] = {i: {} for i in ids}
+    tags: dict[str, dict[str, str]] = {i: {} for i in ids}
+    metrics: dict[str, dict[str, float]] = {i: {} for i in ids}
+    for chunk in _chunks(ids, 500):
+        for run_id, key, value in conn.execute(
+            select(db.params.c.run_id, db.params.c.key, db.params.c.value).where(
+                db.params.c.run_id.in_(chunk)
+            )
+        ):
+            params[run_id][key] = value
+        for run_id, key, value in conn.execute(
+            select(db.tags.c.run_id, db.tags.c.key, db.tags.c.value).where(
+                db.tags.c.run_id.in_(chunk)
+            )
+        ):
+            tags[run_id][key] = value
+        lm = db.latest_metrics.c
+        for run_id, key, value, is_nan in conn.execute(
+            select(lm.run_id, lm.key, lm.value, lm.is_nan).where(lm.run_id.in_(chunk))
+        ):
+            metrics[run_id][key] = math.nan if is_nan else value
+    return [
+        RunRecord(
+            id=row.id,
+            name=row.name,
+            experiment_id=row.experiment_id,
+            status=row.status,
+            start_time=row.start_time,
+            end_time=row.end_time,
+            parent_id=row.parent_id,
+            user=row.user,
+            lifecycle_stage=row.lifecycle_stage,
+            params=params[row.id],
+            metrics=metrics[row.id],
+            tags=tags[row.id],
+        )
+        for row in rows
+    ]
+
+
+def _experiment_for(ws: Workspace, experiment: str | int | None) -> Experiment:
+    if experiment is None:
+        return experiments.get_or_create(ws, experiments.DEFAULT)
+    if isinstance(experiment, int) and not isinstance(experiment, bool):
+        return experiments.get(ws, experiment)
+    if not isinstance(experiment, str):
+        raise InvalidInput(f"experiment must be a name or an id, not {type(experiment).__name__}")
+    return experiments.get_or_create(ws, experiment)
+
+
+def _set_stage(ws: Workspace, run_id: str, stage: str) -> None:
+    check_run_id(run_id)
+    with ws.store.write() as conn:
+        require(conn, run_id)
+        conn.execute(update(db.runs).where(db.runs.c.id == run_id).values(lifecycle_stage=stage))
+
+
+def require(conn: Connection, run_id: str) -> Row[Any]:
+    row = conn.execute(select(db.runs).where(db.runs.c.id == run_id)).first()
+    if row is None:
+        raise NotFound(f"no run {run_id}; `loopml runs list` shows the existing ones")
+    return row
+
+
+def require_active(conn: Connection, run_id: str) -> None:
+    row = conn.execute(select(db.runs.c.lifecycle_stage).where(db.runs.c.id == run_id)).first()
+    if row is None:
+        raise NotFound(f"no run {run_id}; `loopml runs list` shows the existing ones")
+    if row[0] == "deleted":
+        raise InvalidState(
+            f"run {run_id} is deleted; restore it with `loopml runs restore {run_id}`"
+        )
+
+
+def _tag_rows(run_id: str, values: Mapping[str, Any]) -> list[dict[str, str]]:
+    return [
+        {"run_id": run_id, "key": check_key(k, "tag"), "value": str(v)} for k, v in values.items()
+    ]
+
+
+def _param_value(value: Any) -> str:
+    if isinstance(value, bytes):
+        raise InvalidInput("param values are text; decode bytes before logging them")
+    return str(value)
+
+
+def _run_name() -> str:
+    return f"{secrets.choice(_ADJECTIVES)}-{secrets.choice(_NOUNS)}-{secrets.randbelow(100)}"
+
+
+def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,162 @@
+"""Run search: the filter AST compiled to one SQL query (never filtered in Python)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import operator
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Table,
+    and_,
+    exists,
+    false,
+    func,
+    not_,
+    or_,
+    select,
+)
+
+from loopml.core.store import schema as db
+from loopml.core.workspace import Workspace
+from loopml.errors import InvalidInput
+from loopml.tracking import experiments as experiments_
+from loopml.tracking.entities import RunList
+from loopml.tracking.runs import load_records
+from loopml.tracking.search_filter import And, Comparison, Expr, Or, parse_filter, parse_order_by
+
+MAX_RESULTS = 50_000
+_OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
+    "=": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "LIKE": lambda column, value: column.like(value),
+    "ILIKE": lambda column, value: func.lower(column).like(func.lower(value)),
+    "IN": lambda column, value: column.in_(value),
+    "NOT IN": lambda column, value: column.not_in(value),
+    "IS NULL": lambda column, _: column.is_(None),
+    "IS NOT NULL": lambda column, _: column.is_not(None),
+}
+_ATTRIBUTE_COLUMNS = {
+    "run_id": "id",
+    "run_name": "name",
+    "status": "status",
+    "user": "user",
+    "start_time": "start_time",
+    "end_time": "end_time",
+}
+
+
+def search_runs(
+    ws: Workspace,
+    experiments: str | int | Sequence[str | int] | None = None,
+    filter_text: str | None = None,
+    order_by: Sequence[str] | None = None,
+    *,
+    max_results: int = 1000,
+    page_token: str | None = None,
+    view: str = "active",
+) -> RunList:
+    """Return one page of runs matching the filter, in the requested order."""
+    if (
+        isinstance(max_results, bool)
+        or not isinstance(max_results, int)
+        or not 0 < max_results <= MAX_RESULTS
+    ):
+        raise InvalidInput(
+            f"max_results must be an integer from 1 to {MAX_RESULTS}, not {max_results!r}"
+        )
+    expr = parse_filter(filter_text)
+    keys = parse_order_by(order_by)
+    offset = _decode_token(page_token)
+    runs = db.runs
+    query: Select[Any] = select(runs)
+    if experiments is not None:
+        refs = [experiments] if isinstance(experiments, str | int) else list(experiments)
+        ids = [experiments_.get(ws, ref).id for ref in refs]
+        query = query.where(runs.c.experiment_id.in_(ids))
+    if view in ("active", "deleted"):
+        query = query.where(runs.c.lifecycle_stage == view)
+    elif view != "all":
+        raise InvalidInput(f"view {view!r} is not one of active, deleted, all")
+    if expr is not None:
+        query = query.where(_compile(expr))
+    query = _order(query, keys).offset(offset).limit(max_results + 1)
+    with ws.store.read() as conn:
+        rows = list(conn.execute(query))
+        page = RunList(load_records(conn, rows[:max_results]))
+    if len(rows) > max_results:
+        page.next_page_token = _encode_token(offset + max_results)
+    return page
+
+
+def _compile(expr: Expr) -> ColumnElement[bool]:
+    if isinstance(expr, And):
+        return and_(*(_compile(item) for item in expr.items))
+    if isinstance(expr, Or):
+        return or_(*(_compile(item) for item in expr.items))
+    return _comparison(expr)
+
+
+def _comparison(c: Comparison) -> ColumnElement[bool]:
+    runs = db.runs
+    if c.kind == "attribute":
+        return _apply(runs.c[_ATTRIBUTE_COLUMNS[c.key]], c.op, c.value)
+    table: Table = {"metric": db.latest_metrics, "param": db.params, "tag": db.tags}[c.kind]
+    same_key = and_(table.c.run_id == runs.c.id, table.c.key == c.key)
+    if c.op == "IS NULL":
+        return not_(exists().where(same_key))
+    if c.op == "IS NOT NULL":
+        return exists().where(same_key)
+    condition = _apply(table.c.value, c.op, c.value)
+    if c.kind == "metric":
+        condition = and_(condition, table.c.is_nan == false())  # NaN compares false, as in SQL
+    return exists().where(same_key, condition)
+
+
+def _apply(column: Any, op: str, value: Any) -> ColumnElement[bool]:
+    return _OPERATORS[op](column, value)  # type: ignore[no-any-return]
+
+
+def _order(query: Select[Any], keys: Sequence[Any]) -> Select[Any]:
+    runs = db.runs
+    clauses: list[Any] = []
+    for i, key in enumerate(keys):
+        if key.kind == "attribute":
+            column: Any = runs.c[_ATTRIBUTE_COLUMNS[key.key]]
+        else:
+            table = {"metric": db.latest_metrics, "param": db.params, "tag": db.tags}[key.kind]
+            alias = table.alias(f"order_{i}")
+            query = query.outerjoin(
+                alias, and_(alias.c.run_id == runs.c.id, alias.c.key == key.key)
+            )
+            if key.kind == "metric":  # NaN sorts after every number, before missing values
+                clauses.append(alias.c.is_nan.is_(True))
+            column = alias.c.value
+        clauses.append(column.asc().nulls_last() if key.ascending else column.desc().nulls_last())
+    clauses += [runs.c.start_time.desc(), runs.c.id]
+    return query.order_by(*clauses)
+
+
+def _encode_token(offset: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode()
+
+
+def _decode_token(token: str | None) -> int:
+    if not token:
+        return 0
+    try:
+        offset = json.loads(base64.urlsafe_b64decode(token.encode()))["offset"]
+    except (binascii.Error, ValueError, KeyError, TypeError) as exc:
+        raise InvalidInput(f"page_token {token!r} is not one this search returned") from exc
+    if not isinstance(offset, int) or offset < 0:
+        raise InvalidInput(f"page_token {token!r} is not one this search returned")
+    return offset

@@ -1,0 +1,151 @@
+"""Metric points into the store: idempotent inserts and a background writer that batches them."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, and_, or_
+
+from loopml.core.store import Store, insert_for
+from loopml.core.store import schema as db
+
+log = logging.getLogger("loopml")
+
+# run_id, seq, key, value, step, timestamp
+MetricRow = tuple[str, int, str, float, int, int]
+
+
+def store_metrics(conn: Connection, rows: Sequence[MetricRow]) -> None:
+    """Insert metric points and move each run's latest values; replaying rows adds nothing."""
+    if not rows:
+        return
+    points = [_point(row) for row in rows]
+    conn.execute(
+        insert_for(conn, db.metrics).on_conflict_do_nothing(index_elements=["run_id", "seq"]),
+        points,
+    )
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for point in points:
+        slot = (point["run_id"], point["key"])
+        best = latest.get(slot)
+        if best is None or (point["step"], point["timestamp"]) >= (best["step"], best["timestamp"]):
+            latest[slot] = point
+    current = db.latest_metrics.c
+    stmt = insert_for(conn, db.latest_metrics)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["run_id", "key"],
+        set_={
+            "value": stmt.excluded.value,
+            "is_nan": stmt.excluded.is_nan,
+            "step": stmt.excluded.step,
+            "timestamp": stmt.excluded.timestamp,
+        },
+        where=or_(
+            stmt.excluded.step > current.step,
+            and_(stmt.excluded.step == current.step, stmt.excluded.timestamp >= current.timestamp),
+        ),
+    )
+    conn.execute(stmt, [{k: v for k, v in p.items() if k != "seq"} for p in latest.values()])
+
+
+def _point(row: MetricRow) -> dict[str, Any]:
+    run_id, seq, key, value, step, timestamp = row
+    nan = math.isnan(value)
+    return {
+        "run_id": run_id,
+        "seq": seq,
+        "key": key,
+        "value": 0.0 if nan else value,
+        "is_nan": nan,
+        "step": step,
+        "timestamp": timestamp,
+    }
+
+
+class MetricWriter:
+    """Batches submitted points into the store from a background thread.
+
+    `submit` only appends to a list; the thread writes every `interval` seconds or when
+    `batch_size` points wait. `flush` writes what is pending in the caller's thread and returns
+    once everything submitted before it is committed. A failed write keeps its points pending
+    (they are also in the journal) and is raised by the next `flush`.
+    """
+
+    def __init__(self, store: Store, *, interval: float = 0.2, batch_size: int = 2000) -> None:
+        self._store = store
+        self._interval = interval
+        self._batch_size = batch_size
+        self._pending: list[MetricRow] = []
+        self._pending_lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def submit(self, row: MetricRow) -> None:
+        """Queue one point."""
+        with self._pending_lock:
+            self._pending.append(row)
+            size = len(self._pending)
+        if self._thread is None:
+            self._start()
+        if size >= self._batch_size:
+            self._wake.set()
+
+    def submit_many(self, rows: Sequence[MetricRow]) -> None:
+        """Queue several points."""
+        with self._pending_lock:
+            self._pending.extend(rows)
+        if self._thread is None:
+            self._start()
+        self._wake.set()
+
+    def flush(self) -> None:
+        """Write every pending point now; raise the last background failure if it persists."""
+        self._write_pending(raise_errors=True)
+
+    def close(self) -> None:
+        """Flush and stop the thread."""
+        self._stop = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.flush()
+
+    def _start(self) -> None:
+        with self._pending_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="loopml-metric-writer", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop:
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            self._write_pending(raise_errors=False)
+
+    def _write_pending(self, *, raise_errors: bool) -> None:
+        with self._write_lock:
+            with self._pending_lock:
+                batch, self._pending = self._pending, []
+            if not batch:
+                return
+            try:
+                with self._store.write() as conn:
+                    store_metrics(conn, batch)
+                self._error = None
+            except BaseException as exc:
+                with self._pending_lock:
+                    self._pending[:0] = batch
+                if raise_errors:
+                    raise
+                if self._error is None:
+                    log.warning("LoopML: metric write failed, will retry: %s", exc)
+                self._error = exc

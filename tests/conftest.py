@@ -1,0 +1,68 @@
+"""Fixtures shared by every test: a workspace per backend, and clean state between tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from loopml.core.store import Store
+from loopml.core.workspace import Workspace
+from loopml.testing.stores import postgres_database, truncate_all
+from loopml.tracking import fluent
+from loopml.tracking.run import current_run
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL database for this test session, migrated once, dropped at the end."""
+    with postgres_database() as url:
+        Store.open(url).close()
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The URI of an empty store, once per backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    truncate_all(url)
+    return url
+
+
+@pytest.fixture
+def ws(store_uri: str, tmp_path: Path) -> Workspace:
+    """A fresh workspace on each backend, used by the fluent API during the test."""
+    root = tmp_path / "project"
+    root.mkdir()
+    workspace = Workspace.init(root, store_uri=store_uri)
+    fluent.set_workspace(root)
+    return workspace
+
+
+@pytest.fixture
+def sqlite_ws(tmp_path: Path) -> Workspace:
+    """A fresh workspace with the default SQLite store."""
+    root = tmp_path / "sqlite-project"
+    root.mkdir()
+    workspace = Workspace.init(root)
+    fluent.set_workspace(root)
+    return workspace
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Keep environment, current run and opened workspaces from leaking between tests."""
+    for name in ("LOOPML_HOME", "LOOPML_STORE_URI", "LOOPML_BLOB_URI"):
+        monkeypatch.delenv(name, raising=False)
+    run_token = current_run.set(None)
+    ws_token = fluent._workspace.set(None)
+    yield
+    run = current_run.get()
+    if run is not None and not run.ended:
+        run.end()
+    current_run.reset(run_token)
+    fluent._workspace.reset(ws_token)
+    Workspace.close_all()
