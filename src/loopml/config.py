@@ -42,8 +42,8 @@ class Settings:
 
 
 def find_root(start: Path | None = None) -> Path | None:
-    """Return the workspace folder for `start` (or LOOPML_HOME), or None when there is none."""
-    home = os.environ.get(HOME_ENV)
+    """Return the workspace folder at or above `start` (default: LOOPML_HOME, else the cwd)."""
+    home = os.environ.get(HOME_ENV) if start is None else None
     if home:
         path = Path(home).expanduser().resolve()
         return path.parent if path.name == DIRNAME else path
@@ -57,8 +57,13 @@ def find_root(start: Path | None = None) -> Path | None:
 def require_root(start: Path | None = None) -> Path:
     """Return the workspace folder, or raise WorkspaceNotFound saying how to make one."""
     root = find_root(start)
-    if root is None or not (root / DIRNAME).is_dir():
-        where = root or (start or Path.cwd()).resolve()
+    if root is not None and not (root / DIRNAME).is_dir():
+        raise WorkspaceNotFound(
+            f"{HOME_ENV} points at {root}, which holds no {DIRNAME}/; "
+            f"run `loopml init {root}` or fix {HOME_ENV}"
+        )
+    if root is None:
+        where = (start or Path.cwd()).resolve()
         raise WorkspaceNotFound(
             f"no LoopML workspace in {where} or any folder above it; "
             f"run `loopml init` there, or set {HOME_ENV} to a workspace folder"
@@ -68,9 +73,10 @@ def require_root(start: Path | None = None) -> Path:
 
 def load_settings(root: Path) -> Settings:
     """Read `.loopml/config.toml` under `root`, with environment overrides applied."""
-    config = _read_config(root / DIRNAME / CONFIG_FILE)
-    store = config.get("store", {}).get("uri") or f"sqlite:///{root / DIRNAME / DB_FILE}"
-    blobs = config.get("blobs", {}).get("uri") or str(root / DIRNAME / "blobs")
+    path = root / DIRNAME / CONFIG_FILE
+    config = _read_config(path)
+    store = _uri(config, "store", path) or f"sqlite:///{root / DIRNAME / DB_FILE}"
+    blobs = _uri(config, "blobs", path) or str(root / DIRNAME / "blobs")
     return Settings(
         root=root,
         store_uri=os.environ.get(STORE_ENV) or store,
@@ -90,7 +96,7 @@ def write_config(root: Path, *, store_uri: str | None, blob_uri: str | None) -> 
     return path
 
 
-def _read_config(path: Path) -> dict[str, dict[str, str]]:
+def _read_config(path: Path) -> dict[str, dict[str, object]]:
     if not path.exists():
         return {}
     try:
@@ -98,6 +104,13 @@ def _read_config(path: Path) -> dict[str, dict[str, str]]:
     except tomllib.TOMLDecodeError as exc:
         raise InvalidInput(f"{path} is not valid TOML ({exc}); fix or delete it") from exc
     return {k: v for k, v in data.items() if isinstance(v, dict)}
+
+
+def _uri(config: dict[str, dict[str, object]], section: str, path: Path) -> str | None:
+    value = config.get(section, {}).get("uri")
+    if value is not None and not isinstance(value, str):
+        raise InvalidInput(f"{path}: [{section}] uri must be a quoted string, not {value!r}")
+    return value or None
 
 
 def _toml_string(value: str) -> str:

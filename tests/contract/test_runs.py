@@ -224,3 +224,10 @@ def test_python_api_creates_a_workspace_where_there_is_none(
     assert (tmp_path / ".loopml" / "loopml.db").exists()
     assert "creating one" in caplog.text
     assert loopml.get_run(run.id).metrics == {"m": 1.0}
+
+
+def test_history_of_an_unknown_metric_names_the_known_ones(ws: Workspace) -> None:
+    with loopml.start_run() as run:
+        run.log_metric("loss", 1.0)
+    with pytest.raises(NotFound, match="no metric 'acc'; its metrics are loss"):
+        loopml.get_metric_history(run.id, "acc")

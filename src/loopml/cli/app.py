@@ -61,9 +61,11 @@ def main() -> None:
     except LoopMLError as exc:
         if _debug.get():
             raise
+        from rich.text import Text
+
         from loopml.cli.output import err_console
 
-        err_console.print(f"[red]error:[/red] {exc}", markup=True, soft_wrap=True)
+        err_console.print(Text("error: ", style="red") + Text(str(exc)), soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

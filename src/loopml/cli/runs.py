@@ -44,18 +44,21 @@ def search(
         list[str] | None, typer.Option("--order-by", "-o", help="e.g. 'metrics.loss ASC'.")
     ] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", min=1)] = 50,
+    view: Annotated[str, typer.Option(help="active, deleted or all.")] = "active",
     as_json: JsonOption = False,
 ) -> None:
     """Search runs with a filter over metrics, params, tags and attributes."""
     from loopml.tracking import search as search_
 
-    found = search_.search_runs(_ws(), experiment, filter_, order_by, max_results=limit)
+    found = search_.search_runs(_ws(), experiment, filter_, order_by, max_results=limit, view=view)
     _render(found, as_json)
 
 
 @app.command()
 def show(run: RunArg, as_json: JsonOption = False) -> None:
     """Show one run: attributes, params, metrics, tags and artifacts."""
+    from rich.text import Text
+
     from loopml.cli.output import console, duration, number, print_json, table, when
     from loopml.tracking import artifacts, runs
 
@@ -65,7 +68,7 @@ def show(run: RunArg, as_json: JsonOption = False) -> None:
     if as_json:
         print_json(record.to_dict() | {"artifacts": [vars(f) for f in files]})
         return
-    console.print(f"[bold]{record.name}[/bold]  {record.id}")
+    console.print(Text(record.name, style="bold") + Text(f"  {record.id}"))
     console.print(
         f"status {record.status}  experiment {record.experiment_id}  "
         f"started {when(record.start_time)}  duration {duration(record.duration_ms)}"
@@ -96,10 +99,13 @@ def compare(
 ) -> None:
     """Compare runs side by side: params and latest metrics; differing rows are marked."""
     from rich.table import Table
+    from rich.text import Text
 
     from loopml.cli.output import console, number, print_json
     from loopml.tracking import runs
 
+    if len(runs_) < 2:
+        raise typer.BadParameter("give two or more runs to compare", param_hint="RUN...")
     ws = _ws()
     records = [runs.get(ws, runs.resolve_id(ws, ref)) for ref in runs_]
     if as_json:
@@ -108,7 +114,7 @@ def compare(
     out = Table(header_style="bold")
     out.add_column("")
     for r in records:
-        out.add_column(f"{r.name}\n{r.id[:8]}")
+        out.add_column(Text(f"{r.name}\n{r.id[:8]}"))
     sections: list[tuple[str, list[dict[str, str] | dict[str, float]]]] = [
         ("params", [r.params for r in records]),
         ("metrics", [r.metrics for r in records]),
@@ -121,7 +127,7 @@ def compare(
             ]
             differs = len(set(cells)) > 1
             label = f"{section}.{key}"
-            out.add_row(f"[yellow]{label}[/yellow]" if differs else label, *cells)
+            out.add_row(Text(label, style="yellow" if differs else ""), *map(Text, cells))
     console.print(out)
 
 

@@ -96,7 +96,8 @@ def abandoned(directory: Path) -> Iterator[Abandoned]:
 def has_journals(directory: Path) -> bool:
     """Return True when `directory` holds any journal, live or abandoned."""
     try:
-        return any(True for _ in os.scandir(directory))
+        with os.scandir(directory) as entries:
+            return any(True for _ in entries)
     except FileNotFoundError:
         return False
 

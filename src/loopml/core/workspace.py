@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -56,8 +57,13 @@ class Workspace:
             )
         (root / config.DIRNAME / "blobs").mkdir(parents=True)
         (root / config.DIRNAME / "journal").mkdir()
-        config.write_config(root, store_uri=store_uri, blob_uri=blob_uri)
-        return cls.open(root)
+        try:
+            config.write_config(root, store_uri=store_uri, blob_uri=blob_uri)
+            return cls.open(root)
+        except BaseException:
+            # Leave nothing half-made behind, so the corrected command can simply be re-run.
+            shutil.rmtree(root / config.DIRNAME, ignore_errors=True)
+            raise
 
     @classmethod
     def open(cls, path: Path | str | None = None, *, create: bool = False) -> Workspace:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from sqlalchemy import and_, select, update
 
@@ -35,7 +36,7 @@ def replay_abandoned(ws: Workspace) -> int:
                     found.release()
                     continue
                 store_metrics(conn, [row for row in rows if row is not None])
-                if not _has_live_writer(ws, run_id):
+                if not _has_live_writer(ws, run_id, found.path):
                     last = max((row[5] for row in rows if row is not None), default=now_ms())
                     conn.execute(
                         update(db.runs)
@@ -59,6 +60,10 @@ def _parse(run_id: str, line: str) -> MetricRow | None:
         return None
 
 
-def _has_live_writer(ws: Workspace, run_id: str) -> bool:
+def _has_live_writer(ws: Workspace, run_id: str, replaying: Path) -> bool:
     """Return True if another process still writes to this run (it was resumed elsewhere)."""
-    return any(journal.is_live(path) for path in ws.journal_dir.glob(f"{run_id}.*{journal.SUFFIX}"))
+    return any(
+        journal.is_live(path)
+        for path in ws.journal_dir.glob(f"{run_id}.*{journal.SUFFIX}")
+        if path != replaying
+    )

@@ -178,8 +178,10 @@ def list_runs(
     query = select(db.runs).order_by(db.runs.c.start_time.desc(), db.runs.c.id).limit(limit)
     if experiment is not None:
         query = query.where(db.runs.c.experiment_id == experiments.get(ws, experiment).id)
-    if view != "all":
+    if view in ("active", "deleted"):
         query = query.where(db.runs.c.lifecycle_stage == view)
+    elif view != "all":
+        raise InvalidInput(f"view {view!r} is not one of active, deleted, all")
     with ws.store.read() as conn:
         return load_records(conn, list(conn.execute(query)))
 
@@ -244,10 +246,18 @@ def metric_history(ws: Workspace, run_id: str, key: str) -> list[MetricPoint]:
     )
     with ws.store.read() as conn:
         require(conn, run_id)
-        return [
+        points = [
             MetricPoint(key, math.nan if is_nan else value, step, ts)
             for key, value, is_nan, step, ts in conn.execute(query)
         ]
+        if not points:
+            lm = db.latest_metrics.c
+            keys = sorted(k for (k,) in conn.execute(select(lm.key).where(lm.run_id == run_id)))
+            raise NotFound(
+                f"run {run_id} has no metric {key!r}; "
+                + (f"its metrics are {', '.join(keys)}" if keys else "it has no metrics yet")
+            )
+    return points
 
 
 def load_records(conn: Connection, rows: Iterable[Row[Any]]) -> list[RunRecord]:

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Select,
     Table,
     and_,
+    case,
     exists,
     false,
     func,
@@ -138,8 +139,10 @@ def _order(query: Select[Any], keys: Sequence[Any]) -> Select[Any]:
             query = query.outerjoin(
                 alias, and_(alias.c.run_id == runs.c.id, alias.c.key == key.key)
             )
-            if key.kind == "metric":  # NaN sorts after every number, before missing values
-                clauses.append(alias.c.is_nan.is_(True))
+            if key.kind == "metric":  # numbers, then NaN, then runs without the metric
+                clauses.append(
+                    case((alias.c.run_id.is_(None), 2), (alias.c.is_nan.is_(True), 1), else_=0)
+                )
             column = alias.c.value
         clauses.append(column.asc().nulls_last() if key.ascending else column.desc().nulls_last())
     clauses += [runs.c.start_time.desc(), runs.c.id]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import threading
@@ -10,8 +11,9 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, or_
 
-from loopml.core.store import Store, insert_for
+from loopml.core.store import Store
 from loopml.core.store import schema as db
+from loopml.core.store.database import insert_for_dialect
 
 log = logging.getLogger("loopml")
 
@@ -24,32 +26,42 @@ def store_metrics(conn: Connection, rows: Sequence[MetricRow]) -> None:
     if not rows:
         return
     points = [_point(row) for row in rows]
-    conn.execute(
-        insert_for(conn, db.metrics).on_conflict_do_nothing(index_elements=["run_id", "seq"]),
-        points,
-    )
+    insert_points, upsert_latest = _statements(conn.dialect.name)
+    conn.execute(insert_points, points)
     latest: dict[tuple[str, str], dict[str, Any]] = {}
     for point in points:
         slot = (point["run_id"], point["key"])
         best = latest.get(slot)
         if best is None or (point["step"], point["timestamp"]) >= (best["step"], best["timestamp"]):
             latest[slot] = point
+    conn.execute(
+        upsert_latest, [{k: v for k, v in p.items() if k != "seq"} for p in latest.values()]
+    )
+
+
+@functools.cache
+def _statements(dialect: str) -> tuple[Any, Any]:
+    """Build the two metric statements once per dialect: building them costs more than running."""
+    insert = insert_for_dialect(dialect)
+    points = insert(db.metrics).on_conflict_do_nothing(index_elements=["run_id", "seq"])
     current = db.latest_metrics.c
-    stmt = insert_for(conn, db.latest_metrics)
-    stmt = stmt.on_conflict_do_update(
+    latest = insert(db.latest_metrics)
+    latest = latest.on_conflict_do_update(
         index_elements=["run_id", "key"],
         set_={
-            "value": stmt.excluded.value,
-            "is_nan": stmt.excluded.is_nan,
-            "step": stmt.excluded.step,
-            "timestamp": stmt.excluded.timestamp,
+            "value": latest.excluded.value,
+            "is_nan": latest.excluded.is_nan,
+            "step": latest.excluded.step,
+            "timestamp": latest.excluded.timestamp,
         },
         where=or_(
-            stmt.excluded.step > current.step,
-            and_(stmt.excluded.step == current.step, stmt.excluded.timestamp >= current.timestamp),
+            latest.excluded.step > current.step,
+            and_(
+                latest.excluded.step == current.step, latest.excluded.timestamp >= current.timestamp
+            ),
         ),
     )
-    conn.execute(stmt, [{k: v for k, v in p.items() if k != "seq"} for p in latest.values()])
+    return points, latest
 
 
 def _point(row: MetricRow) -> dict[str, Any]:

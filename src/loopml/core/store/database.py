@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import ArgumentError, OperationalError
 
 from loopml.errors import InvalidInput, SchemaTooNew, StoreError
 
@@ -39,6 +39,14 @@ class Store:
         store = cls(_create_engine(uri))
         try:
             store.migrate()
+        except OperationalError as exc:
+            store.close()
+            where = store.engine.url.render_as_string(hide_password=True)
+            raise StoreError(
+                f"cannot open the metadata store at {where}: {' '.join(str(exc.orig).split())}; "
+                "check that the "
+                "server is running and the URI (LOOPML_STORE_URI or .loopml/config.toml) is right"
+            ) from exc
         except BaseException:
             store.close()
             raise
@@ -102,16 +110,19 @@ class Store:
 
 
 def _create_engine(uri: str) -> Engine:
-    scheme = uri.split(":", 1)[0].split("+", 1)[0]
+    unsupported = InvalidInput(
+        f"store URI {uri!r} is not supported; use sqlite:///path/to/loopml.db "
+        "or postgresql+psycopg://user@host:5432/dbname"
+    )
+    scheme = uri.split(":", 1)[0].split("+", 1)[0] if "://" in uri else ""
     if scheme not in _SUPPORTED:
-        raise InvalidInput(
-            f"store URI {uri!r} is not supported; use sqlite:///path/to/loopml.db "
-            "or postgresql+psycopg://user@host:5432/dbname"
-        )
-    if scheme == "sqlite":
-        return _sqlite_engine(uri)
+        raise unsupported
     try:
+        if scheme == "sqlite":
+            return _sqlite_engine(uri)
         return create_engine(uri, pool_pre_ping=True)
+    except ArgumentError as exc:
+        raise unsupported from exc
     except ModuleNotFoundError as exc:
         raise InvalidInput(
             f"store URI {uri!r} needs the PostgreSQL driver: pip install 'loopml[postgres]'"
@@ -126,7 +137,10 @@ def _sqlite_engine(uri: str) -> Engine:
         # Take transaction control from the driver so BEGIN IMMEDIATE is ours to emit.
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        # WAL is a property of the file, kept once set; setting it again needs a lock that
+        # many processes opening the store at once would contend for.
+        if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA case_sensitive_like=ON")  # LIKE as on PostgreSQL; ILIKE ignores case
@@ -179,13 +193,18 @@ __all__ = ["HEAD", "REVISIONS", "Store", "insert_for", "now_ms"]
 
 def insert_for(conn: Connection, table: Any) -> Any:
     """Return an INSERT for `table` in `conn`'s dialect, so ON CONFLICT clauses are available."""
-    if conn.dialect.name == "postgresql":
+    return insert_for_dialect(conn.dialect.name)(table)
+
+
+def insert_for_dialect(dialect: str) -> Any:
+    """Return the dialect's `insert` construct (SQLite and PostgreSQL share ON CONFLICT)."""
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        return pg_insert(table)
+        return pg_insert
     from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-    return sqlite_insert(table)
+    return sqlite_insert
 
 
 def now_ms() -> int:

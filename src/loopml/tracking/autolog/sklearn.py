@@ -40,8 +40,13 @@ def _estimator_classes() -> list[type]:
     from sklearn.pipeline import Pipeline
     from sklearn.utils import all_estimators
 
-    classes = {cls for _, cls in all_estimators()} | {Pipeline}
-    return sorted((c for c in classes if "fit" in c.__dict__), key=lambda c: c.__qualname__)
+    # `fit` often lives on a private base class (BaseForest); wrap it where it is defined.
+    owners = set()
+    for cls in {cls for _, cls in all_estimators()} | {Pipeline}:
+        owner = next((c for c in cls.__mro__ if "fit" in c.__dict__), None)
+        if owner is not None and owner.__module__.startswith("sklearn."):
+            owners.add(owner)
+    return sorted(owners, key=lambda c: f"{c.__module__}.{c.__qualname__}")
 
 
 def _wrap(original: Callable[..., Any], *, log_models: bool) -> Callable[..., Any]:

@@ -1,0 +1,5 @@
+"""`python -m loopml` runs the command line."""
+
+from loopml.cli.app import main
+
+main()

@@ -1,0 +1,120 @@
+"""Real processes: a run killed with SIGKILL loses nothing; eight writers share one store."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from loopml.core.workspace import Workspace
+from loopml.tracking import runs
+
+LOGGER = textwrap.dedent(
+    """
+    import sys, loopml
+    loopml.set_workspace(sys.argv[1])
+    run = loopml.start_run(experiment="crash")
+    print(run.id, flush=True)
+    step = 0
+    while True:
+        run.log_metric("loss", 1.0 / (step + 1), step=step)
+        if step % 2:
+            run.log_metrics({"a": step, "b": -step}, step=step)
+        print(step, flush=True)   # everything up to here has been journaled
+        step += 1
+    """
+)
+
+
+def test_a_run_killed_mid_logging_keeps_every_journaled_value(ws: Workspace) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", LOGGER, str(ws.root)], stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdout is not None
+    run_id = child.stdout.readline().strip()
+    stop_after = random.uniform(0.3, 1.5)
+    deadline = time.monotonic() + stop_after
+    last = -1
+    while time.monotonic() < deadline:
+        last = int(child.stdout.readline())
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    child.stdout.close()
+    confirmed = last  # the child may have journaled a few more before it died
+    assert confirmed > 10
+
+    Workspace.close_all()  # a new "process": opening replays the journal
+    reopened = Workspace.open(ws.root)
+    stored = runs.get(reopened, run_id)
+    assert stored.status == "KILLED"
+    assert stored.end_time is not None
+    loss = runs.metric_history(reopened, run_id, "loss")
+    steps = [p.step for p in loss]
+    assert steps == list(range(len(steps)))  # no gaps, no duplicates
+    assert len(steps) >= confirmed + 1
+    assert [p.value for p in loss] == [1.0 / (s + 1) for s in steps]
+    a = runs.metric_history(reopened, run_id, "a")
+    assert [p.step for p in a] == [s for s in range(len(steps)) if s % 2][: len(a)]
+    assert len(a) >= (confirmed + 1) // 2
+    assert list(reopened.journal_dir.iterdir()) == []
+
+    Workspace.close_all()  # replaying again finds nothing and changes nothing
+    again = Workspace.open(ws.root)
+    assert len(runs.metric_history(again, run_id, "loss")) == len(steps)
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys, loopml
+    loopml.set_workspace(sys.argv[1])
+    with loopml.start_run(experiment="swarm", run_name=f"w{sys.argv[2]}") as run:
+        for step in range(1000):
+            run.log_metric("x", float(step), step=step)
+    """
+)
+
+
+def test_eight_processes_log_8000_values_into_one_store(ws: Workspace) -> None:
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(ws.root), str(i)],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(8)
+    ]
+    errors = [w.communicate(timeout=120)[1] for w in writers]
+    assert [w.returncode for w in writers] == [0] * 8, errors
+    assert not any("locked" in e for e in errors), errors
+    found = runs.list_runs(ws, "swarm")
+    assert sorted(r.name for r in found) == [f"w{i}" for i in range(8)]
+    total = 0
+    for run in found:
+        points = runs.metric_history(ws, run.id, "x")
+        assert [p.value for p in points] == [float(s) for s in range(1000)]
+        total += len(points)
+        assert run.status == "FINISHED"
+    assert total == 8000
+
+
+def test_a_live_run_is_not_mistaken_for_a_killed_one(ws: Workspace, tmp_path: Path) -> None:
+    child = subprocess.Popen(
+        [sys.executable, "-c", LOGGER, str(ws.root)], stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdout is not None
+    try:
+        run_id = child.stdout.readline().strip()
+        child.stdout.readline()
+        Workspace.close_all()
+        reopened = Workspace.open(ws.root)  # the journal is locked by the live child
+        assert runs.get(reopened, run_id).status == "RUNNING"
+        assert any(reopened.journal_dir.iterdir())
+    finally:
+        child.kill()
+        child.wait()
+        child.stdout.close()
