@@ -21,6 +21,7 @@ from sklearn.preprocessing import StandardScaler
 
 import loopml
 from loopml.core.workspace import Workspace
+from loopml.tracking.report import write_report
 
 OUT = Path("demo-output")
 console = Console()
@@ -90,6 +91,10 @@ def main() -> None:
         f"Best run {champion.name} ({champion.id[:8]}): test loss "
         f"{history[0].value:.3f} at epoch 0 -> {history[-1].value:.3f} at epoch {history[-1].step}"
     )
+    report = write_report(
+        loopml.set_workspace(OUT), [r.id for r in best], OUT / "report.html", title="breast-cancer"
+    )
+    console.print(f"Open the report with its charts of metrics over epochs: {report.resolve()}")
     console.print(
         f"Explore it yourself:  cd {OUT} && ../.venv/bin/loopml runs list   "
         f"(or: loopml runs show {champion.id[:8]}, loopml runs compare ...)"

@@ -11,6 +11,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from loopml.core.workspace import Workspace
 from loopml.tracking import runs
 
@@ -118,3 +120,34 @@ def test_a_live_run_is_not_mistaken_for_a_killed_one(ws: Workspace, tmp_path: Pa
         child.kill()
         child.wait()
         child.stdout.close()
+
+
+@pytest.mark.parametrize(
+    ("ending", "status"),
+    [("pass", "FINISHED"), ("raise SystemExit(0)", "FINISHED"), ("1 / 0", "FAILED")],
+)
+def test_a_run_left_open_is_ended_and_flushed_at_exit(
+    sqlite_ws: Workspace, ending: str, status: str
+) -> None:
+    script = textwrap.dedent(
+        f"""
+        import sys, loopml
+        loopml.set_workspace(sys.argv[1])
+        run = loopml.start_run()
+        print(run.id, flush=True)
+        for step in range(300):
+            loopml.log_metric("loss", step, step=step)
+        {ending}
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(sqlite_ws.root)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    run_id = done.stdout.split()[0]
+    stored = runs.get(sqlite_ws, run_id)
+    assert stored.status == status
+    assert len(runs.metric_history(sqlite_ws, run_id, "loss")) == 300
+    assert list(sqlite_ws.journal_dir.iterdir()) == []

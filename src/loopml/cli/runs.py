@@ -149,6 +149,36 @@ def history(run: RunArg, key: str, as_json: JsonOption = False) -> None:
     )
 
 
+@app.command()
+def report(
+    runs_: Annotated[
+        list[str] | None, typer.Argument(metavar="[RUN]...", help="Runs; default: a search.")
+    ] = None,
+    experiment: ExperimentOption = None,
+    filter_: Annotated[str | None, typer.Option("--filter", "-f", help="Search filter.")] = None,
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1)] = 10,
+    metric: Annotated[
+        list[str] | None, typer.Option("--metric", "-m", help="Metrics to plot; default: all.")
+    ] = None,
+    html: Annotated[Path, typer.Option("--html", help="Where to write the report.")] = Path(
+        "runs-report.html"
+    ),
+) -> None:
+    """Write an HTML report: metrics over steps for each run, and a params/metrics table."""
+    from loopml.cli.output import console
+    from loopml.tracking import report as report_
+    from loopml.tracking import runs, search
+
+    ws = _ws()
+    if runs_:
+        ids = [runs.resolve_id(ws, ref) for ref in runs_]
+    else:
+        found = search.search_runs(ws, experiment, filter_, None, max_results=limit)
+        ids = [r.id for r in found]
+    written = report_.write_report(ws, ids, html, metrics=metric)
+    console.print(f"Wrote {written} ({len(ids)} runs)")
+
+
 @app.command("artifacts")
 def artifacts_(
     run: RunArg, path: Annotated[str | None, typer.Argument()] = None, as_json: JsonOption = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import shutil
 import threading
@@ -80,6 +81,10 @@ class Workspace:
         with cls._open_lock:
             ws = cls._open.get(root)
             if ws is None:
+                if not cls._open:
+                    # Flush and end what is still open when the interpreter exits; closing an
+                    # already closed workspace is a no-op, so registering more than once is safe.
+                    atexit.register(cls.close_all)
                 ws = cls._open[root] = cls._load(root)
         return ws
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import operator
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -41,11 +42,20 @@ class Tracker:
             self._live.pop(f"{run.id}.{run.writer_number}", None)
 
     def close(self) -> None:
-        """End runs left open (as FINISHED, as a script that returns normally) and flush."""
+        """End runs left open and flush: FINISHED, or FAILED/KILLED after an uncaught error."""
         with self._lock:
             live = list(self._live.values())
+        # The interpreter stores an uncaught exception in sys.last_value before exit handlers run.
+        error = getattr(sys, "last_value", None)
+        status: RunStatus = (
+            "KILLED"
+            if isinstance(error, KeyboardInterrupt)
+            else "FAILED"
+            if error is not None
+            else "FINISHED"
+        )
         for run in live:
-            run.end()
+            run.end(status)
         self.writer.close()
 
 
