@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, select, update
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 
-from loopml.core.store import now_ms
+from loopml.core.store import insert_for, now_ms
 from loopml.core.store import schema as db
 from loopml.core.workspace import Workspace
 from loopml.errors import AlreadyExists, InvalidInput, InvalidState, NotFound
@@ -45,19 +45,37 @@ def get(ws: Workspace, ref: str | int) -> Experiment:
 
 def get_or_create(ws: Workspace, name: str) -> Experiment:
     """Return the active experiment `name`, creating it if needed."""
-    try:
-        exp = get(ws, name)
-    except NotFound:
-        try:
-            return create(ws, name)
-        except AlreadyExists:
-            exp = get(ws, name)
-    if exp.lifecycle_stage == "deleted":
-        raise InvalidState(
-            f"experiment {exp.name!r} is deleted; restore it with "
-            f"`loopml experiments restore {exp.name}` or use another name"
+    with ws.store.write() as conn:
+        return _record(ensure_active(conn, name))
+
+
+def ensure_active(conn: Connection, ref: str | int | None) -> Row[Any]:
+    """Return the active experiment `ref` (default: Default), creating a missing named one.
+
+    Runs inside the caller's write transaction, so starting a run costs one transaction; on
+    PostgreSQL a concurrent creator's row is picked up instead of failing on the unique name.
+    """
+    ref = DEFAULT if ref is None else ref
+    row = _find(conn, ref)
+    if row is None:
+        if isinstance(ref, int):
+            raise NotFound(
+                f"no experiment {ref}; `loopml experiments list` shows the existing ones"
+            )
+        name = _check_name(ref)
+        now = now_ms()
+        conn.execute(
+            insert_for(conn, db.experiments)
+            .values(name=name, lifecycle_stage="active", created_at=now, updated_at=now)
+            .on_conflict_do_nothing(index_elements=["name"])
         )
-    return exp
+        row = require(conn, name)
+    if row.lifecycle_stage == "deleted":
+        raise InvalidState(
+            f"experiment {row.name!r} is deleted; restore it with "
+            f"`loopml experiments restore {row.name}` or use another name"
+        )
+    return row
 
 
 def list_all(ws: Workspace, *, view: str = "active") -> list[Experiment]:
@@ -75,7 +93,7 @@ def rename(ws: Workspace, ref: str | int, new_name: str) -> Experiment:
     """Rename an experiment; the new name must be free."""
     new_name = _check_name(new_name)
     with ws.store.write() as conn:
-        row = _require(conn, ref)
+        row = require(conn, ref)
         _refuse_taken(conn, new_name)
         conn.execute(
             update(db.experiments)
@@ -97,7 +115,7 @@ def restore(ws: Workspace, ref: str | int) -> Experiment:
 
 def _set_stage(ws: Workspace, ref: str | int, stage: str) -> Experiment:
     with ws.store.write() as conn:
-        row = _require(conn, ref)
+        row = require(conn, ref)
         conn.execute(
             update(db.experiments)
             .where(db.experiments.c.id == row.id)
@@ -118,7 +136,8 @@ def _find(conn: Connection, ref: str | int) -> Row[Any] | None:
     return row
 
 
-def _require(conn: Connection, ref: str | int) -> Row[Any]:
+def require(conn: Connection, ref: str | int) -> Row[Any]:
+    """Return the experiment row named (or numbered) `ref` in `conn`, or raise NotFound."""
     row = _find(conn, ref)
     if row is None:
         raise NotFound(f"no experiment {ref!r}; `loopml experiments list` shows the existing ones")

@@ -167,14 +167,15 @@ class Run:
 
     def end(self, status: RunStatus = "FINISHED") -> None:
         """Flush every metric, set the final status and release the journal; idempotent."""
+        if status not in ("FINISHED", "FAILED", "KILLED"):
+            raise InvalidInput(f"status {status!r} is not one of FINISHED, FAILED, KILLED")
         with self._lock:
             if self._ended:
                 return
             self._ended = True
-        # If the flush fails, the journal stays and the next process to open the workspace
-        # replays it: nothing logged is lost.
-        self._writer.flush()
-        runs.end(self.ws, self.id, status)
+        # One transaction stores the last points and the final status. If it fails, the
+        # journal stays and the next process to open the workspace replays it: nothing is lost.
+        self._writer.flush(then=lambda conn: runs.set_ended(conn, self.id, status))
         self.status = status
         self._journal.close(remove=True)
         self._tracker.discard(self)

@@ -80,10 +80,7 @@ def search_runs(
     offset = _decode_token(page_token)
     runs = db.runs
     query: Select[Any] = select(runs)
-    if experiments is not None:
-        refs = [experiments] if isinstance(experiments, str | int) else list(experiments)
-        ids = [experiments_.get(ws, ref).id for ref in refs]
-        query = query.where(runs.c.experiment_id.in_(ids))
+    refs = [experiments] if isinstance(experiments, str | int) else experiments
     if view in ("active", "deleted"):
         query = query.where(runs.c.lifecycle_stage == view)
     elif view != "all":
@@ -92,6 +89,9 @@ def search_runs(
         query = query.where(_compile(expr))
     query = _order(query, keys).offset(offset).limit(max_results + 1)
     with ws.store.read() as conn:
+        if refs is not None:
+            ids = [experiments_.require(conn, ref).id for ref in refs]
+            query = query.where(runs.c.experiment_id.in_(ids))
         rows = list(conn.execute(query))
         page = RunList(load_records(conn, rows[:max_results]))
     if len(rows) > max_results:

@@ -6,7 +6,7 @@ import functools
 import logging
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, and_, or_
@@ -117,9 +117,12 @@ class MetricWriter:
             self._start()
         self._wake.set()
 
-    def flush(self) -> None:
-        """Write every pending point now; raise the last background failure if it persists."""
-        self._write_pending(raise_errors=True)
+    def flush(self, then: Callable[[Connection], object] | None = None) -> None:
+        """Write every pending point now, then run `then` in the same transaction.
+
+        Raises if the write fails; the points stay pending for the next attempt.
+        """
+        self._write_pending(raise_errors=True, then=then)
 
     def close(self) -> None:
         """Flush and stop the thread."""
@@ -143,15 +146,19 @@ class MetricWriter:
             self._wake.clear()
             self._write_pending(raise_errors=False)
 
-    def _write_pending(self, *, raise_errors: bool) -> None:
+    def _write_pending(
+        self, *, raise_errors: bool, then: Callable[[Connection], object] | None = None
+    ) -> None:
         with self._write_lock:
             with self._pending_lock:
                 batch, self._pending = self._pending, []
-            if not batch:
+            if not batch and then is None:
                 return
             try:
                 with self._store.write() as conn:
                     store_metrics(conn, batch)
+                    if then is not None:
+                        then(conn)
                 self._error = None
             except BaseException as exc:
                 with self._pending_lock:
