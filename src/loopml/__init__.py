@@ -30,6 +30,7 @@ _LAZY: dict[str, str] = {
     "download_artifacts": _FLUENT,
     "search_runs": _FLUENT,
     "set_workspace": _FLUENT,
+    "use_workspace": _FLUENT,
     "autolog": "loopml.tracking.autolog",
     "Run": "loopml.tracking.run",
     "RunRecord": "loopml.tracking.entities",
@@ -63,6 +64,7 @@ __all__ = [
     "set_tags",
     "set_workspace",
     "start_run",
+    "use_workspace",
 ]
 
 if TYPE_CHECKING:
@@ -88,6 +90,7 @@ if TYPE_CHECKING:
         set_tags,
         set_workspace,
         start_run,
+        use_workspace,
     )
     from loopml.tracking.run import Run
 

@@ -93,6 +93,7 @@ def write_config(root: Path, *, store_uri: str | None, blob_uri: str | None) -> 
         lines += ["[blobs]", f"uri = {_toml_string(blob_uri)}"]
     path = root / DIRNAME / CONFIG_FILE
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    path.chmod(0o600)  # a store URI may carry a password
     return path
 
 

@@ -9,7 +9,7 @@ import pytest
 
 import loopml
 from loopml.core.workspace import Workspace
-from loopml.errors import IntegrityError, InvalidInput, NotFound
+from loopml.errors import AlreadyExists, IntegrityError, InvalidInput, NotFound
 from loopml.tracking import artifacts
 
 
@@ -105,3 +105,41 @@ def test_missing_inputs_name_the_thing(ws: Workspace, tmp_path: Path) -> None:
             run.log_dict({(1, 2): "tuple keys"}, "bad.json")
     with pytest.raises(NotFound, match="no artifact"):
         loopml.download_artifacts(run.id, "missing.txt")
+
+
+def test_download_never_overwrites_unless_asked(ws: Workspace, files: Path, tmp_path: Path) -> None:
+    with loopml.start_run() as run:
+        run.log_artifact(files / "model.bin")
+    mine = tmp_path / "out" / "model.bin"
+    mine.parent.mkdir()
+    mine.write_text("my own work")
+    with pytest.raises(AlreadyExists, match=r"model\.bin already exists"):
+        loopml.download_artifacts(run.id, dest=tmp_path / "out")
+    assert mine.read_text() == "my own work"
+    artifacts.download(ws, run.id, dest=tmp_path / "out", overwrite=True)
+    assert mine.read_bytes() == (files / "model.bin").read_bytes()
+
+
+def test_a_path_cannot_be_both_file_and_folder(ws: Workspace, files: Path) -> None:
+    with loopml.start_run() as run:
+        run.log_text("a file", "model")
+        with pytest.raises(InvalidInput, match="both a file and a folder"):
+            run.log_text("inside", "model/weights.txt")
+        run.log_text("x", "plots/a.txt")
+        with pytest.raises(InvalidInput, match="both a file and a folder"):
+            run.log_text("y", "plots")
+    assert [a.path for a in loopml.list_artifacts(run.id)] == ["model", "plots/a.txt"]
+
+
+def test_a_damaged_blob_is_repaired_by_logging_the_file_again(
+    ws: Workspace, files: Path, tmp_path: Path
+) -> None:
+    with loopml.start_run() as run:
+        [info] = run.log_artifact(files / "model.bin")
+    blob = ws.root / ".loopml" / "blobs" / info.digest[7:9] / info.digest[9:]
+    os.chmod(blob, 0o644)
+    blob.write_bytes(b"truncated")
+    with loopml.start_run() as again:
+        again.log_artifact(files / "model.bin")
+    out = loopml.download_artifacts(run.id, "model.bin", tmp_path / "out")
+    assert out.read_bytes() == (files / "model.bin").read_bytes()

@@ -72,3 +72,15 @@ def test_unsupported_store_uris_say_what_works(uri: str) -> None:
 def test_an_unreachable_server_is_a_clear_error() -> None:
     with pytest.raises(StoreError, match=r"cannot open the metadata store.*server is running"):
         Store.open("postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=2")
+
+
+def test_a_database_of_something_else_is_refused(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'other.db'}"
+    from sqlalchemy import create_engine
+
+    engine = create_engine(uri)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE runs (id INTEGER PRIMARY KEY)"))
+    engine.dispose()
+    with pytest.raises(StoreError, match="no LoopML schema version"):
+        Store.open(uri)

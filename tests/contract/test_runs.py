@@ -188,6 +188,7 @@ def test_ended_runs_refuse_logging(ws: Workspace) -> None:
         ("ok", None, 0),
         ("ok", object(), 0),
         ("ok", 1.0, 1.5),
+        ("ok", 1.0, 2**63),
     ],
 )
 def test_bad_metrics_are_refused_before_anything_is_stored(
@@ -231,3 +232,49 @@ def test_history_of_an_unknown_metric_names_the_known_ones(ws: Workspace) -> Non
         run.log_metric("loss", 1.0)
     with pytest.raises(NotFound, match="no metric 'acc'; its metrics are loss"):
         loopml.get_metric_history(run.id, "acc")
+
+
+def test_resuming_hands_out_distinct_writer_numbers(ws: Workspace) -> None:
+    with loopml.start_run() as run:
+        pass
+    numbers = [runs.resume(ws, run.id)[1] for _ in range(3)]
+    assert numbers == [1, 2, 3]
+    with pytest.raises(InvalidInput, match="leave out experiment and run_name"):
+        loopml.start_run(run_id=run.id, run_name="renamed")
+
+
+def test_two_threads_ending_one_run_both_see_it_ended(ws: Workspace) -> None:
+    run = loopml.start_run()
+    for step in range(2000):
+        run.log_metric("m", step, step=step)
+    seen: list[str] = []
+
+    def finish() -> None:
+        run.end()
+        seen.append(runs.get(ws, run.id).status)
+
+    threads = [threading.Thread(target=finish) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert seen == ["FINISHED", "FINISHED"]
+
+
+def test_the_workspace_set_for_the_process_holds_in_new_threads(
+    ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    ids: list[str] = []
+
+    def work() -> None:
+        with loopml.start_run() as run:
+            ids.append(run.id)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    assert runs.get(ws, ids[0]).status == "FINISHED"
+    assert not (elsewhere / ".loopml").exists()

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+import loopml
 from loopml.core.workspace import Workspace
 from loopml.tracking import runs
 
@@ -151,3 +152,60 @@ def test_a_run_left_open_is_ended_and_flushed_at_exit(
     assert stored.status == status
     assert len(runs.metric_history(sqlite_ws, run_id, "loss")) == 300
     assert list(sqlite_ws.journal_dir.iterdir()) == []
+
+
+FORKER = textwrap.dedent(
+    """
+    import os, sys, loopml
+    loopml.set_workspace(sys.argv[1])
+    run = loopml.start_run(run_name="parent")
+    for i in range(10):
+        run.log_metric("loss", i, step=i)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            loopml.log_metric("loss", 99.0, step=99)
+        except loopml.errors.InvalidState as exc:
+            print("refused:", exc, flush=True)
+        with loopml.start_run(run_name="child", nested=True) as child:
+            child.log_metric("child", 1.0)
+        sys.exit(0)
+    os.waitpid(pid, 0)
+    for i in range(10, 20):
+        run.log_metric("loss", i, step=i)
+    run.end()
+    print(run.id)
+    """
+)
+
+
+def test_a_forked_child_leaves_the_parents_run_alone(sqlite_ws: Workspace) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", FORKER, str(sqlite_ws.root)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    refused, parent_id = done.stdout.strip().splitlines()
+    assert "nested=True" in refused
+    parent = runs.get(sqlite_ws, parent_id)
+    assert parent.status == "FINISHED"
+    assert [p.step for p in runs.metric_history(sqlite_ws, parent_id, "loss")] == list(range(20))
+    [child] = [r for r in runs.list_runs(sqlite_ws) if r.name == "child"]
+    assert child.parent_id == parent_id and child.metrics == {"child": 1.0}
+
+
+def test_a_journal_that_cannot_be_replayed_does_not_block_the_workspace(
+    sqlite_ws: Workspace, caplog: pytest.LogCaptureFixture
+) -> None:
+    with loopml.start_run() as run:
+        pass
+    orphan = sqlite_ws.journal_dir / f"{'f' * 32}.0.journal"
+    orphan.write_text("0\tloss\t1.0\t0\t1\n")
+    torn = sqlite_ws.journal_dir / f"{run.id}.5.journal"
+    torn.write_text("not a point\n" + f"{5 << 32}\tlate\t2.5\t3\t7\n" + "12\tcut")
+    Workspace.close_all()
+    reopened = Workspace.open(sqlite_ws.root)
+    assert [p.value for p in runs.metric_history(reopened, run.id, "late")] == [2.5]
+    assert orphan.exists() and not torn.exists()
+    assert "which this store does not have" in caplog.text

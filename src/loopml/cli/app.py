@@ -55,17 +55,31 @@ def init(
 
 
 def main() -> None:
-    """Run the CLI: a LoopML error prints one line and exits 1 (usage errors exit 2)."""
+    """Run the CLI: an error prints one line and exits 1 (usage errors exit 2)."""
     try:
         app()
-    except LoopMLError as exc:
-        if _debug.get():
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:
+        message = _one_line(exc)
+        if message is None or _debug.get():
             raise
         from rich.text import Text
 
         from loopml.cli.output import err_console
 
-        err_console.print(Text("error: ", style="red") + Text(str(exc)), soft_wrap=True)
+        err_console.print(Text("error: ", style="red") + Text(message), soft_wrap=True)
         sys.exit(1)
-    except KeyboardInterrupt:
-        sys.exit(130)
+
+
+def _one_line(exc: Exception) -> str | None:
+    """Return the line to print for an error a user can act on, or None for a bug."""
+    if isinstance(exc, LoopMLError):
+        return str(exc)
+    if isinstance(exc, OSError):  # a permission, a full disk, a missing file: name it
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror or exc}{where}"
+    if type(exc).__module__.startswith("sqlalchemy"):
+        orig = getattr(exc, "orig", None) or exc
+        return f"the metadata store failed: {' '.join(str(orig).split())}"
+    return None

@@ -201,14 +201,18 @@ def download(
     path: Annotated[
         str | None, typer.Argument(help="Artifact file or folder; all when omitted.")
     ] = None,
-    to: Annotated[Path, typer.Option("--to", help="Destination folder.")] = Path(),
+    to: Annotated[
+        Path | None, typer.Option("--to", help="Destination folder; default: ./<run id prefix>.")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing files.")] = False,
 ) -> None:
     """Download artifacts, verified against their digests."""
     from loopml.cli.output import console
     from loopml.tracking import artifacts, runs
 
     ws = _ws()
-    where = artifacts.download(ws, runs.resolve_id(ws, run), path, to)
+    run_id = runs.resolve_id(ws, run)
+    where = artifacts.download(ws, run_id, path, to or Path(run_id[:8]), overwrite=force)
     console.print(f"Downloaded to {where}")
 
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 import fcntl
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 SUFFIX = ".journal"
+TEMP_GRACE_S = 60.0
 
 
 class Journal:
@@ -43,6 +45,12 @@ class Journal:
         view = memoryview(data.encode())
         while view:
             view = view[os.write(self._fd, view) :]
+
+    def close_inherited(self) -> None:
+        """In a forked child, drop this process's copy of the descriptor (the lock stays)."""
+        if self._fd >= 0:
+            os.close(self._fd)  # close, never unlock: LOCK_UN would release the parent's lock
+            self._fd = -1
 
     def close(self, *, remove: bool = True) -> None:
         """Close the journal; with `remove`, delete it first, while the lock is still held."""
@@ -84,7 +92,7 @@ def abandoned(directory: Path) -> Iterator[Abandoned]:
         return
     for entry in sorted(directory.iterdir()):
         if entry.name.startswith("."):
-            _remove_if_unlocked(entry)  # a process died between create and rename
+            _remove_stale_temp(entry)  # a process died between create and rename
             continue
         if entry.suffix != SUFFIX:
             continue
@@ -118,7 +126,13 @@ def _try_lock(path: Path) -> int | None:
     return fd
 
 
-def _remove_if_unlocked(path: Path) -> None:
+def _remove_stale_temp(path: Path) -> None:
+    # A young temp file may be one another process is about to lock: leave it a minute.
+    try:
+        if time.time() - path.stat().st_mtime < TEMP_GRACE_S:
+            return
+    except FileNotFoundError:
+        return
     fd = _try_lock(path)
     if fd is not None:
         path.unlink(missing_ok=True)
@@ -127,14 +141,8 @@ def _remove_if_unlocked(path: Path) -> None:
 
 def is_live(path: Path) -> bool:
     """Return True if the journal at `path` exists and a running process holds it."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
+    fd = _try_lock(path)
+    if fd is None:
+        return path.exists()
+    os.close(fd)
     return False

@@ -11,9 +11,7 @@ from importlib import import_module
 from typing import Any
 
 # Called with the Workspace when a process opens it and its journal folder is not empty.
-JOURNAL_REPLAY: tuple[tuple[str, str], ...] = (
-    ("metric-journal-replay", "loopml.tracking.recovery:replay_abandoned"),
-)
+JOURNAL_REPLAY: tuple[str, ...] = ("loopml.tracking.recovery:replay_abandoned",)
 
 
 def resolve(reference: str) -> Any:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import shutil
 import threading
 from collections.abc import Callable
@@ -27,6 +28,8 @@ class Workspace:
     # opening is cached here, by folder, rather than repeated on every API call.
     _open: ClassVar[dict[Path, Workspace]] = {}
     _open_lock: ClassVar[threading.Lock] = threading.Lock()
+    _hooks_installed: ClassVar[bool] = False
+    _default: ClassVar[Workspace | None] = None
 
     def __init__(self, settings: config.Settings, store: Store, blobs: ContentStore) -> None:
         self.settings = settings
@@ -56,9 +59,13 @@ class Workspace:
                 f"{root / config.DIRNAME} already exists; it is a workspace already "
                 "(delete the folder first to start over)"
             )
-        (root / config.DIRNAME / "blobs").mkdir(parents=True)
-        (root / config.DIRNAME / "journal").mkdir()
         try:
+            (root / config.DIRNAME).mkdir(parents=True)
+        except FileExistsError as exc:
+            raise AlreadyExists(f"{root / config.DIRNAME} already exists") from exc
+        try:
+            (root / config.DIRNAME / "blobs").mkdir()
+            (root / config.DIRNAME / "journal").mkdir()
             config.write_config(root, store_uri=store_uri, blob_uri=blob_uri)
             return cls.open(root)
         except BaseException:
@@ -76,15 +83,15 @@ class Workspace:
         if create and config.find_root(start) is None:
             where = start or Path.cwd()
             log.warning("LoopML: no workspace found; creating one in %s", where / config.DIRNAME)
-            return cls.init(where)
+            try:
+                return cls.init(where)
+            except AlreadyExists:  # another process made it a moment ago: use theirs
+                pass
         root = config.require_root(start)
         with cls._open_lock:
             ws = cls._open.get(root)
             if ws is None:
-                if not cls._open:
-                    # Flush and end what is still open when the interpreter exits; closing an
-                    # already closed workspace is a no-op, so registering more than once is safe.
-                    atexit.register(cls.close_all)
+                cls._install_process_hooks()
                 ws = cls._open[root] = cls._load(root)
         return ws
 
@@ -92,11 +99,45 @@ class Workspace:
     def _load(cls, root: Path) -> Workspace:
         settings = config.load_settings(root)
         store = Store.open(settings.store_uri)
-        ws = cls(settings, store, ContentStore(storage_from_uri(settings.blob_uri)))
-        if journal.has_journals(settings.journal_dir):
-            for _name, reference in plugins.JOURNAL_REPLAY:
-                plugins.resolve(reference)(ws)
+        try:
+            ws = cls(settings, store, ContentStore(storage_from_uri(settings.blob_uri)))
+            if journal.has_journals(settings.journal_dir):
+                for reference in plugins.JOURNAL_REPLAY:
+                    plugins.resolve(reference)(ws)
+        except BaseException:
+            store.close()
+            raise
         return ws
+
+    @classmethod
+    def _install_process_hooks(cls) -> None:
+        if cls._hooks_installed:
+            return
+        cls._hooks_installed = True
+        # Flush and end what is still open when the interpreter exits.
+        atexit.register(cls.close_all)
+        os.register_at_fork(after_in_child=cls._after_fork_in_child)
+
+    @classmethod
+    def _after_fork_in_child(cls) -> None:
+        """A forked child must not share the parent's connections, writer thread or runs."""
+        for ws in cls._open.values():
+            ws.store.engine.dispose(close=False)
+            for component in ws._components.values():
+                hook = getattr(component, "after_fork_in_child", None)
+                if hook is not None:
+                    hook()
+
+    @classmethod
+    def set_default(cls, ws: Workspace | None) -> None:
+        """Make `ws` the workspace of fluent calls in every thread of this process."""
+        cls._default = ws
+
+    @classmethod
+    def default(cls) -> Workspace | None:
+        """Return the process's default workspace, if one was set and is still open."""
+        ws = cls._default
+        return ws if ws is not None and cls._open.get(ws.root) is ws else None
 
     def component(self, key: str, factory: Callable[[Workspace], T]) -> T:
         """Return this workspace's `key` component, making it with `factory` the first time."""
@@ -123,6 +164,7 @@ class Workspace:
         """Close every workspace this process opened (tests and interpreter exit)."""
         with cls._open_lock:
             opened = list(cls._open.values())
+        cls._default = None
         for ws in opened:
             ws.close()
 

@@ -7,13 +7,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import Connection, and_, or_, select
 
 from loopml.core.paths import clean_relpath, safe_join
 from loopml.core.store import insert_for, now_ms
 from loopml.core.store import schema as db
 from loopml.core.workspace import Workspace
-from loopml.errors import InvalidInput, NotFound
+from loopml.errors import AlreadyExists, InvalidInput, NotFound
 from loopml.tracking.entities import ArtifactInfo
 from loopml.tracking.runs import check_run_id, require_active
 
@@ -83,10 +83,16 @@ def list_artifacts(ws: Workspace, run_id: str, path: str | None = None) -> list[
 
 
 def download(
-    ws: Workspace, run_id: str, path: str | None = None, dest: Path | str | None = None
+    ws: Workspace,
+    run_id: str,
+    path: str | None = None,
+    dest: Path | str | None = None,
+    *,
+    overwrite: bool = False,
 ) -> Path:
     """Copy artifacts to `dest` (default: a new temporary folder), verifying every digest.
 
+    Existing files are not replaced unless `overwrite`; nothing is copied if one would be.
     Returns the downloaded file when `path` names one file, else the folder.
     """
     found = list_artifacts(ws, run_id, path)
@@ -96,9 +102,16 @@ def download(
             f"run {run_id} has no artifact{where}; `loopml runs artifacts {run_id}` lists them"
         )
     root = Path(dest).expanduser() if dest is not None else Path(tempfile.mkdtemp(prefix="loopml-"))
+    targets = [(info, safe_join(root, info.path, what="artifact path")) for info in found]
+    existing = [str(target) for _, target in targets if target.exists()]
+    if existing and not overwrite:
+        more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+        raise AlreadyExists(
+            f"{existing[0]}{more} already exists; download elsewhere, or overwrite (--force)"
+        )
     root.mkdir(parents=True, exist_ok=True)
-    for info in found:
-        ws.blobs.copy_to(info.digest, safe_join(root, info.path, what="artifact path"))
+    for info, target in targets:
+        ws.blobs.copy_to(info.digest, target)
     single = len(found) == 1 and path is not None and found[0].path == clean_relpath(path)
     return safe_join(root, found[0].path) if single else root
 
@@ -131,6 +144,7 @@ def _record(ws: Workspace, run_id: str, infos: list[ArtifactInfo]) -> None:
     ]
     with ws.store.write() as conn:
         require_active(conn, run_id)
+        _refuse_clashes(conn, run_id, [i.path for i in infos])
         stmt = insert_for(conn, db.artifacts)
         conn.execute(
             stmt.on_conflict_do_update(
@@ -142,4 +156,18 @@ def _record(ws: Workspace, run_id: str, infos: list[ArtifactInfo]) -> None:
                 },
             ),
             rows,
+        )
+
+
+def _refuse_clashes(conn: Connection, run_id: str, paths: list[str]) -> None:
+    """Refuse a path that needs a folder where a file is, or a file where a folder is."""
+    a = db.artifacts.c
+    files = {row[0] for row in conn.execute(select(a.path).where(a.run_id == run_id))}
+    files.update(paths)
+    folders = {p.rsplit("/", i)[0] for p in files for i in range(1, p.count("/") + 1)}
+    clash = sorted(files & folders)
+    if clash:
+        raise InvalidInput(
+            f"artifact {clash[0]!r} of run {run_id} would be both a file and a folder; "
+            "log one of them under another name"
         )

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from loopml.core.workspace import Workspace
-from loopml.errors import InvalidState
+from loopml.errors import InvalidInput, InvalidState
 from loopml.tracking import artifacts, context, runs
 from loopml.tracking.entities import ArtifactInfo, MetricPoint, RunList, RunRecord, RunStatus
 from loopml.tracking.run import Run, current_run, tracker
@@ -21,19 +21,29 @@ _workspace: ContextVar[Workspace | None] = ContextVar("loopml_workspace", defaul
 
 
 def set_workspace(path: Path | str | None = None) -> Workspace:
-    """Use the workspace at or above `path` for fluent calls in this context, and return it."""
+    """Use the workspace at or above `path` for fluent calls in this process, and return it.
+
+    It applies to every thread; `use_workspace` narrows the choice to one context.
+    """
+    ws = Workspace.open(path)
+    Workspace.set_default(ws)
+    return ws
+
+
+def use_workspace(path: Path | str | None = None) -> Workspace:
+    """Use the workspace at or above `path` for fluent calls in this context only."""
     ws = Workspace.open(path)
     _workspace.set(ws)
     return ws
 
 
 def workspace() -> Workspace:
-    """Return this context's workspace: the one set, else found from the current folder.
+    """Return the workspace of fluent calls: this context's, the process's, or the cwd's.
 
     With no workspace above the current folder, one is created here (logged as a warning), so
     a script works with zero setup; the CLI instead refuses and says to run `loopml init`.
     """
-    ws = _workspace.get()
+    ws = _workspace.get() or Workspace.default()
     return ws if ws is not None else Workspace.open(create=True)
 
 
@@ -56,6 +66,10 @@ def start_run(
     if parent is not None and parent.ended:
         parent = None
     if run_id is not None:
+        if experiment is not None or run_name is not None:
+            raise InvalidInput(
+                "start_run(run_id=...) resumes a run as it is; leave out experiment and run_name"
+            )
         record, writer = runs.resume(ws, run_id)
     else:
         system = context.capture()

@@ -11,8 +11,7 @@ from loopml.core import journal
 from loopml.core.store import now_ms
 from loopml.core.store import schema as db
 from loopml.core.workspace import Workspace
-from loopml.tracking.run import parse_line
-from loopml.tracking.writer import MetricRow, store_metrics
+from loopml.tracking.writer import MetricRow, parse_line, store_metrics
 
 log = logging.getLogger("loopml")
 
@@ -23,33 +22,49 @@ def replay_abandoned(ws: Workspace) -> int:
     for found in journal.abandoned(ws.journal_dir):
         run_id = found.name.partition(".")[0]
         try:
-            rows = [_parse(run_id, line) for line in found.lines()]
-            with ws.store.write() as conn:
-                exists = conn.execute(select(db.runs.c.id).where(db.runs.c.id == run_id)).first()
-                if exists is None:
-                    log.warning(
-                        "LoopML: journal %s belongs to run %s, which this store does not have; "
-                        "kept it (open the workspace with the store it was logged to)",
-                        found.path,
-                        run_id,
-                    )
-                    found.release()
-                    continue
-                store_metrics(conn, [row for row in rows if row is not None])
-                if not _has_live_writer(ws, run_id, found.path):
-                    last = max((row[5] for row in rows if row is not None), default=now_ms())
-                    conn.execute(
-                        update(db.runs)
-                        .where(and_(db.runs.c.id == run_id, db.runs.c.status == "RUNNING"))
-                        .values(status="KILLED", end_time=last)
-                    )
-        except BaseException:
+            count = _replay(ws, found, run_id)
+        except Exception as exc:  # noqa: BLE001 - one bad journal must not stop the workspace opening
             found.release()
-            raise
+            log.warning(
+                "LoopML: could not replay journal %s of run %s (%s: %s); it is kept and "
+                "retried the next time the workspace opens",
+                found.path,
+                run_id,
+                type(exc).__name__,
+                exc,
+            )
+            continue
+        if count is None:
+            continue
         found.discard()
         replayed += 1
-        log.info("LoopML: replayed %d metric points of killed run %s", len(rows), run_id)
+        log.info("LoopML: replayed %d metric points of killed run %s", count, run_id)
     return replayed
+
+
+def _replay(ws: Workspace, found: journal.Abandoned, run_id: str) -> int | None:
+    """Store one journal's points and mark its run KILLED; None when the run is not here."""
+    rows = [row for row in (_parse(run_id, line) for line in found.lines()) if row is not None]
+    with ws.store.write() as conn:
+        exists = conn.execute(select(db.runs.c.id).where(db.runs.c.id == run_id)).first()
+        if exists is None:
+            log.warning(
+                "LoopML: journal %s belongs to run %s, which this store does not have; "
+                "kept it (open the workspace with the store it was logged to)",
+                found.path,
+                run_id,
+            )
+            found.release()
+            return None
+        store_metrics(conn, rows)
+        if not _has_live_writer(ws, run_id, found.path):
+            last = max((row[5] for row in rows), default=now_ms())
+            conn.execute(
+                update(db.runs)
+                .where(and_(db.runs.c.id == run_id, db.runs.c.status == "RUNNING"))
+                .values(status="KILLED", end_time=last)
+            )
+    return len(rows)
 
 
 def _parse(run_id: str, line: str) -> MetricRow | None:

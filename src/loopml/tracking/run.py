@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import operator
 import sys
 import threading
@@ -17,7 +18,10 @@ from loopml.core.workspace import Workspace
 from loopml.errors import InvalidInput, InvalidState
 from loopml.tracking import artifacts, runs
 from loopml.tracking.entities import ArtifactInfo, MetricPoint, RunRecord, RunStatus
-from loopml.tracking.writer import MetricRow, MetricWriter
+from loopml.tracking.writer import MetricRow, MetricWriter, format_line
+
+log = logging.getLogger("loopml")
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 # The run that fluent calls (loopml.log_metric, ...) write to, per thread and per async task.
 current_run: ContextVar[Run | None] = ContextVar("loopml_current_run", default=None)
@@ -54,9 +58,22 @@ class Tracker:
             if error is not None
             else "FINISHED"
         )
-        for run in live:
-            run.end(status)
-        self.writer.close()
+        try:
+            for run in live:
+                try:
+                    run.end(status)
+                except Exception as exc:  # noqa: BLE001 - end the others; this one's journal stays
+                    log.warning("LoopML: could not end run %s at exit: %s", run.id, exc)
+        finally:
+            self.writer.close()
+
+    def after_fork_in_child(self) -> None:
+        """Leave the parent's runs to the parent, and start with a writer of this process's own."""
+        inherited, self._live = list(self._live.values()), {}
+        self._lock = threading.Lock()  # the parent's may have been held at the fork
+        for run in inherited:
+            run.disown()
+        self.writer = MetricWriter(self.writer.store)
 
 
 def tracker(ws: Workspace) -> Tracker:
@@ -80,7 +97,9 @@ class Run:
         self._next_seq = writer_number << 32
         self._keys: set[str] = set()
         self._lock = threading.Lock()
+        self._end_lock = threading.Lock()
         self._ended = False
+        self._foreign = False
         self.status: RunStatus = "RUNNING"
         # Set by the fluent API so that ending this run restores its parent as current.
         self.context_token: Token[Run | None] | None = None
@@ -98,7 +117,7 @@ class Run:
             self._check_open()
             row = (self.id, self._next_seq, *part)
             self._next_seq += 1
-            self._journal.append(_line(row))
+            self._journal.append(format_line(row))
             self._writer.submit(row)
 
     def log_metrics(
@@ -115,7 +134,7 @@ class Run:
             for part in parts:
                 rows.append((self.id, self._next_seq, *part))
                 self._next_seq += 1
-            self._journal.append("".join(map(_line, rows)))
+            self._journal.append("".join(map(format_line, rows)))
             self._writer.submit_many(rows)
 
     def log_param(self, key: str, value: Any) -> None:
@@ -166,20 +185,34 @@ class Run:
         return runs.get(self.ws, self.id)
 
     def end(self, status: RunStatus = "FINISHED") -> None:
-        """Flush every metric, set the final status and release the journal; idempotent."""
+        """Flush every metric, set the final status and release the journal; idempotent.
+
+        A second caller waits for the first to finish. If the store cannot be written, the
+        run stays open (call `end` again) and its journal keeps every point for replay.
+        """
         if status not in ("FINISHED", "FAILED", "KILLED"):
             raise InvalidInput(f"status {status!r} is not one of FINISHED, FAILED, KILLED")
-        with self._lock:
-            if self._ended:
+        with self._end_lock:
+            if self.status != "RUNNING" or self._foreign:
                 return
-            self._ended = True
-        # One transaction stores the last points and the final status. If it fails, the
-        # journal stays and the next process to open the workspace replays it: nothing is lost.
-        self._writer.flush(then=lambda conn: runs.set_ended(conn, self.id, status))
-        self.status = status
-        self._journal.close(remove=True)
+            with self._lock:
+                self._ended = True  # no point may slip in after the final flush
+            try:
+                self._writer.flush(then=lambda conn: runs.set_ended(conn, self.id, status))
+            except BaseException:
+                with self._lock:
+                    self._ended = False
+                raise
+            self.status = status
+            self._journal.close(remove=True)
         self._tracker.discard(self)
         self._leave_context()
+
+    def disown(self) -> None:
+        """Detach this run from a forked child: the parent keeps logging and ending it."""
+        # No locks here: the child has one thread, and a lock copied mid-use would never free.
+        self._foreign = True
+        self._journal.close_inherited()
 
     def _leave_context(self) -> None:
         token, self.context_token = self.context_token, None
@@ -217,6 +250,11 @@ class Run:
         return f"Run(id={self.id!r}, name={self.name!r}, status={self.status!r})"
 
     def _check_open(self) -> None:
+        if self._foreign:
+            raise InvalidState(
+                f"run {self.id} belongs to the parent of this forked process; log from here "
+                "into a run of its own: `with loopml.start_run(nested=True):`"
+            )
         if self._ended:
             raise InvalidState(
                 f"run {self.id} ({self.name}) has ended; start a new run, "
@@ -237,18 +275,11 @@ class Run:
             ts = time.time_ns() // 1_000_000 if timestamp is None else operator.index(timestamp)
         except TypeError as exc:
             raise InvalidInput(f"step and timestamp of metric {key!r} must be integers") from exc
+        if not (_INT64_MIN <= step <= _INT64_MAX and _INT64_MIN <= ts <= _INT64_MAX):
+            raise InvalidInput(
+                f"step and timestamp of metric {key!r} must fit in 64 bits, not {step}, {ts}"
+            )
         return key, value, step, ts
-
-
-def _line(row: MetricRow) -> str:
-    _, seq, key, value, step, ts = row
-    return f"{seq}\t{key}\t{value!r}\t{step}\t{ts}\n"
-
-
-def parse_line(run_id: str, line: str) -> MetricRow:
-    """Return the metric row a journal line holds."""
-    seq, key, value, step, ts = line.split("\t")
-    return run_id, int(seq), key, float(value), int(step), int(ts)
 
 
 def _mapping(values: Any, what: str) -> Mapping[str, Any]:

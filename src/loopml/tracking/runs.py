@@ -141,16 +141,15 @@ def resume(ws: Workspace, run_id: str) -> tuple[RunRecord, int]:
     """Mark a run RUNNING again and allocate it a new journal writer number."""
     check_run_id(run_id)
     with ws.store.write() as conn:
-        row = require(conn, run_id)
-        if row.lifecycle_stage == "deleted":
-            raise InvalidState(f"run {run_id} is deleted; restore it before resuming")
-        writer = row.journal_writers
-        conn.execute(
+        require_active(conn, run_id)
+        # One UPDATE ... RETURNING: two processes resuming at once get different numbers.
+        writers = conn.execute(
             update(db.runs)
             .where(db.runs.c.id == run_id)
-            .values(status="RUNNING", end_time=None, journal_writers=writer + 1)
-        )
-    return get(ws, run_id), writer
+            .values(status="RUNNING", end_time=None, journal_writers=db.runs.c.journal_writers + 1)
+            .returning(db.runs.c.journal_writers)
+        ).scalar_one()
+    return get(ws, run_id), writers - 1
 
 
 def end(

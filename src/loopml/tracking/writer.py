@@ -21,6 +21,18 @@ log = logging.getLogger("loopml")
 MetricRow = tuple[str, int, str, float, int, int]
 
 
+def format_line(row: MetricRow) -> str:
+    """Return the journal line of a metric point (keys never hold tabs or newlines)."""
+    _, seq, key, value, step, ts = row
+    return f"{seq}\t{key}\t{value!r}\t{step}\t{ts}\n"
+
+
+def parse_line(run_id: str, line: str) -> MetricRow:
+    """Return the metric point a journal line holds; ValueError if it is not one."""
+    seq, key, value, step, ts = line.split("\t")
+    return run_id, int(seq), key, float(value), int(step), int(ts)
+
+
 def store_metrics(conn: Connection, rows: Sequence[MetricRow]) -> None:
     """Insert metric points and move each run's latest values; replaying rows adds nothing."""
     if not rows:
@@ -88,7 +100,7 @@ class MetricWriter:
     """
 
     def __init__(self, store: Store, *, interval: float = 0.2, batch_size: int = 2000) -> None:
-        self._store = store
+        self.store = store
         self._interval = interval
         self._batch_size = batch_size
         self._pending: list[MetricRow] = []
@@ -155,7 +167,7 @@ class MetricWriter:
             if not batch and then is None:
                 return
             try:
-                with self._store.write() as conn:
+                with self.store.write() as conn:
                     store_metrics(conn, batch)
                     if then is not None:
                         then(conn)

@@ -59,3 +59,28 @@ def test_disable_restores_plain_fit(autologged: Workspace) -> None:
     x, y = load_iris(return_X_y=True)
     LogisticRegression(max_iter=200).fit(x, y)
     assert loopml.search_runs("Default") == []
+
+
+def test_a_model_that_cannot_be_pickled_still_fits(
+    autologged: Workspace, caplog: pytest.LogCaptureFixture
+) -> None:
+    from sklearn.preprocessing import FunctionTransformer
+
+    x, _ = load_iris(return_X_y=True)
+    model = FunctionTransformer(func=lambda v: v * 2).fit(x)
+    assert model.transform(x[:1])[0][0] == x[0][0] * 2
+    [run] = loopml.search_runs("Default")
+    assert run.status == "FINISHED"
+    assert "could not log the model FunctionTransformer" in caplog.text
+    assert loopml.list_artifacts(run.id) == []
+
+
+def test_a_second_fit_in_one_run_keeps_the_first_params(
+    autologged: Workspace, caplog: pytest.LogCaptureFixture
+) -> None:
+    x, y = load_iris(return_X_y=True)
+    with loopml.start_run() as run:
+        LogisticRegression(C=1.0, max_iter=300).fit(x, y)
+        LogisticRegression(C=0.5, max_iter=300).fit(x, y)
+    assert loopml.get_run(run.id).params["C"] == "1.0"
+    assert "could not log the params of LogisticRegression" in caplog.text

@@ -60,9 +60,19 @@ class ContentStore:
             digest = digest_file(path)
         except FileNotFoundError:
             raise NotFound(f"file {path} does not exist; check the path") from None
-        # The file could change between hashing and storing; read_bytes/copy_to catch that.
-        if not self.storage.exists(digest):
-            self.storage.put_file(digest, path)
+        # A stored blob of the wrong size was damaged: storing the file again repairs it.
+        if self.storage.exists(digest) and self.storage.size(digest) == size:
+            return Blob(digest, size)
+        self.storage.put_file(digest, path)
+        try:
+            self.verify(digest)
+        except IntegrityError:
+            # The file changed between hashing and copying (a checkpoint still being written).
+            self.storage.delete(digest)
+            raise InvalidInput(
+                f"file {path} changed while it was being stored; nothing was stored: "
+                "store it again once it is completely written"
+            ) from None
         return Blob(digest, size)
 
     def exists(self, digest: str) -> bool:
@@ -113,8 +123,7 @@ class ContentStore:
         """Yield the digest of every stored blob."""
         return self.storage.list()
 
-    def __iter__(self) -> Iterator[str]:
-        return self.storage.list()
+    __iter__ = list
 
 
 def _stream(src: BinaryIO, out: BinaryIO | None) -> str:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from loopml.core.blobs.storage import BlobStorage
+from loopml.core.plugins import resolve
 from loopml.errors import InvalidInput
 
 # Built-ins as data, imported on first use so `import loopml` never pulls in fsspec.
@@ -23,7 +23,7 @@ def storage_from_uri(uri: str, **storage_options: Any) -> BlobStorage:
     """Return the BlobStorage for `uri`: LocalStorage for local paths, else FsspecStorage."""
     scheme = _scheme(uri)
     if scheme == "file" and not storage_options:
-        return _build(_load(BUILTIN_STORAGES["file"]), uri, _local_path(uri))
+        return _build(resolve(BUILTIN_STORAGES["file"]), uri, _local_path(uri))
     cls = None
     if scheme != "file":
         # Scanning installed packages is slow, so it waits until a non-file URI needs it.
@@ -31,7 +31,7 @@ def storage_from_uri(uri: str, **storage_options: Any) -> BlobStorage:
 
         for plugin in entry_points(group=ENTRY_POINT_GROUP, name=scheme):
             cls = plugin.load()
-    return _build(cls or _load(BUILTIN_STORAGES["fsspec"]), uri, uri, **storage_options)
+    return _build(cls or resolve(BUILTIN_STORAGES["fsspec"]), uri, uri, **storage_options)
 
 
 def _scheme(uri: str) -> str:
@@ -50,11 +50,6 @@ def _local_path(uri: str) -> Path:
             f"{uri!r} names host {parts.netloc!r}; file: URLs must be local, like file:///abs/path"
         )
     return Path(unquote(parts.path))
-
-
-def _load(target: str) -> Any:
-    module, _, name = target.partition(":")
-    return getattr(importlib.import_module(module), name)
 
 
 def _build(cls: Any, uri: str, *args: Any, **kwargs: Any) -> BlobStorage:

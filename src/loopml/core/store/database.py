@@ -69,7 +69,14 @@ class Store:
     def revision(self) -> str | None:
         """Return the schema revision stored in the database, or None for an empty database."""
         with self.engine.connect() as conn:
-            if not inspect(conn).has_table("alembic_version"):
+            inspector = inspect(conn)
+            if not inspector.has_table("alembic_version"):
+                if inspector.has_table("experiments") or inspector.has_table("runs"):
+                    where = self.engine.url.render_as_string(hide_password=True)
+                    raise StoreError(
+                        f"the database at {where} has tables but no LoopML schema version; "
+                        "it belongs to something else: point LoopML at an empty database"
+                    )
                 return None
             row = conn.execute(text("SELECT version_num FROM alembic_version")).first()
             return None if row is None else str(row[0])
@@ -157,18 +164,27 @@ def _sqlite_engine(uri: str) -> Engine:
     return engine
 
 
-def _retry_locked(begin: Any, attempts: int = 20) -> None:
-    """Run `begin`, retrying the rare lock error SQLite returns without waiting (WAL recovery)."""
-    for attempt in range(attempts):
+def _retry_locked(begin: Any) -> None:
+    """Run `begin`, retrying the lock errors SQLite returns without waiting, until the deadline.
+
+    SQLite waits out the busy timeout itself; a few lock errors come back at once (while a WAL
+    file is recovered), so those are retried, but never past one busy timeout in total.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    pause = 0.005
+    while True:
         try:
             begin()
         except OperationalError as exc:
-            if "locked" not in str(exc) or attempt == attempts - 1:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if time.monotonic() + pause > deadline:
                 raise StoreError(
                     f"the SQLite store stayed locked: {exc.orig}; another process holds a "
                     "long write transaction, or the file is on a network filesystem"
                 ) from exc
-            time.sleep(0.01 * (attempt + 1))
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
         else:
             return
 
@@ -186,9 +202,6 @@ def _migration_lock(store: Store) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
-
-
-__all__ = ["HEAD", "REVISIONS", "Store", "insert_for", "now_ms"]
 
 
 def insert_for(conn: Connection, table: Any) -> Any:
@@ -210,3 +223,6 @@ def insert_for_dialect(dialect: str) -> Any:
 def now_ms() -> int:
     """Return the current time in integer milliseconds since the epoch."""
     return time.time_ns() // 1_000_000
+
+
+__all__ = ["HEAD", "REVISIONS", "Store", "insert_for", "insert_for_dialect", "now_ms"]

@@ -9,12 +9,14 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
-from loopml.errors import LoopMLError
-from loopml.tracking import fluent
+from loopml.tracking import artifacts, fluent
+from loopml.tracking.entities import RunStatus
+from loopml.tracking.run import Run
 
 log = logging.getLogger("loopml")
 
 _ORIGINAL = "__loopml_original_fit__"
+MODEL_FILE = "model/model.pkl"
 _in_fit: ContextVar[bool] = ContextVar("loopml_autolog_in_fit", default=False)
 
 
@@ -55,47 +57,72 @@ def _wrap(original: Callable[..., Any], *, log_models: bool) -> Callable[..., An
         if _in_fit.get():  # a part fitted by a meta-estimator: the outer fit logs
             return original(self, *args, **kwargs)
         token = _in_fit.set(True)
+        own: Run | None = None
+        status: RunStatus = "FAILED"
         try:
             run = fluent.active_run()
-            own = run is None
             if run is None:
-                run = fluent.start_run(run_name=type(self).__name__)
+                own = run = _start(type(self).__name__)
             try:
                 result = original(self, *args, **kwargs)
-            except BaseException as exc:
-                if own:
-                    run.end("KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+            except KeyboardInterrupt:
+                status = "KILLED"
                 raise
-            _log_fit(run, self, args, kwargs, log_models=log_models)
-            if own:
-                run.end()
+            status = "FINISHED"
+            if run is not None:
+                _log_fit(run, self, args, kwargs, log_models=log_models)
             return result
         finally:
             _in_fit.reset(token)
+            if own is not None:
+                _attempt(f"end the run of {type(self).__name__}", own.end, status)
 
     return fit
 
 
+def _start(name: str) -> Run | None:
+    try:
+        return fluent.start_run(run_name=name)
+    except Exception as exc:  # noqa: BLE001 - autolog reports, it never breaks the user's fit
+        log.warning("LoopML autolog: could not start a run for %s: %s", name, exc)
+        return None
+
+
 def _log_fit(
-    run: Any, estimator: Any, args: tuple[Any, ...], kwargs: dict[str, Any], *, log_models: bool
+    run: Run, estimator: Any, args: tuple[Any, ...], kwargs: dict[str, Any], *, log_models: bool
 ) -> None:
-    """Log what a finished fit produced; a logging problem is reported, never raised into fit."""
+    """Log what a finished fit produced; each problem is reported, none is raised into fit."""
     x = args[0] if args else kwargs.get("X")
     y = args[1] if len(args) > 1 else kwargs.get("y")
-    try:
-        params = {k: _short(v) for k, v in estimator.get_params(deep=True).items()}
-        run.log_params(params)
-        run.set_tag(
-            "estimator_class", f"{type(estimator).__module__}.{type(estimator).__qualname__}"
-        )
-        if y is not None and x is not None and hasattr(estimator, "score"):
-            run.log_metric("training_score", float(estimator.score(x, y)))
-        if log_models:
-            from loopml.tracking import artifacts
+    name = type(estimator).__name__
 
-            artifacts.log_bytes(run.ws, run.id, pickle.dumps(estimator), "model/model.pkl")
-    except (LoopMLError, ValueError, TypeError, pickle.PicklingError) as exc:
-        log.warning("LoopML autolog: could not log %s fit: %s", type(estimator).__name__, exc)
+    def params() -> None:
+        run.log_params({k: _short(v) for k, v in estimator.get_params(deep=True).items()})
+
+    _attempt(f"log the params of {name}", params)
+    _attempt(
+        f"tag the class of {name}",
+        run.set_tag,
+        "estimator_class",
+        f"{type(estimator).__module__}.{type(estimator).__qualname__}",
+    )
+    if y is not None and x is not None and hasattr(estimator, "score"):
+        _attempt(
+            f"log the training score of {name}",
+            lambda: run.log_metric("training_score", float(estimator.score(x, y))),
+        )
+    if log_models:
+        _attempt(
+            f"log the model {name}",
+            lambda: artifacts.log_bytes(run.ws, run.id, pickle.dumps(estimator), MODEL_FILE),
+        )
+
+
+def _attempt(what: str, call: Callable[..., object], *args: Any) -> None:
+    try:
+        call(*args)
+    except Exception as exc:  # noqa: BLE001 - autolog reports, it never breaks the user's fit
+        log.warning("LoopML autolog: could not %s: %s: %s", what, type(exc).__name__, exc)
 
 
 def _short(value: Any) -> str:
