@@ -18,6 +18,7 @@ app = typer.Typer(
     help="LoopML: data, pipelines, tracking, registry, deployment and monitoring as one loop.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: Rich's help renderer alone costs ~100 ms of startup
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )

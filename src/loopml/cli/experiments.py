@@ -6,7 +6,9 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="Create, list, rename and delete experiments.", no_args_is_help=True)
+app = typer.Typer(
+    help="Create, list, rename and delete experiments.", no_args_is_help=True, rich_markup_mode=None
+)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 

@@ -11,7 +11,9 @@ if TYPE_CHECKING:
     from loopml.core.workspace import Workspace
     from loopml.tracking.entities import RunRecord
 
-app = typer.Typer(help="Inspect, compare, search and delete runs.", no_args_is_help=True)
+app = typer.Typer(
+    help="Inspect, compare, search and delete runs.", no_args_is_help=True, rich_markup_mode=None
+)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 ExperimentOption = Annotated[

@@ -176,7 +176,10 @@ def get(ws: Workspace, run_id: str) -> RunRecord:
     """Return a run with its params, tags and latest metrics."""
     check_run_id(run_id)
     with ws.store.read() as conn:
-        row = require(conn, run_id)
+        query = select_runs(conn.dialect.name).where(db.runs.c.id == run_id)
+        row = conn.execute(query).first()
+        if row is None:
+            raise NotFound(f"no run {run_id}; `loopml runs list` shows the existing ones")
         return load_records(conn, [row])[0]
 
 
@@ -184,7 +187,11 @@ def list_runs(
     ws: Workspace, experiment: str | int | None = None, *, view: str = "active", limit: int = 100
 ) -> list[RunRecord]:
     """Return the newest runs of an experiment (or of all experiments)."""
-    query = select(db.runs).order_by(db.runs.c.start_time.desc(), db.runs.c.id).limit(limit)
+    query = (
+        select_runs(ws.store.dialect)
+        .order_by(db.runs.c.start_time.desc(), db.runs.c.id)
+        .limit(limit)
+    )
     if experiment is not None:
         query = query.where(db.runs.c.experiment_id == experiments.get(ws, experiment).id)
     if view in ("active", "deleted"):
@@ -268,20 +275,34 @@ def metric_history(ws: Workspace, run_id: str, key: str) -> list[MetricPoint]:
     return points
 
 
+def select_runs(dialect: str) -> Select[Any]:
+    """Return a SELECT of runs with their params and tags as JSON objects, for `load_records`.
+
+    One row per run: on a page of runs, making Python rows out of every param and tag was
+    most of a search's time.
+    """
+    return _run_select(dialect)
+
+
+@functools.cache
+def _run_select(dialect: str) -> Select[Any]:
+    as_object = func.json_object_agg if dialect == "postgresql" else func.json_group_object
+    r, p, t = db.runs.c, db.params.c, db.tags.c
+    params = select(as_object(p.key, p.value)).where(p.run_id == r.id).scalar_subquery()
+    tags = select(as_object(t.key, t.value)).where(t.run_id == r.id).scalar_subquery()
+    return select(db.runs, params.label("params_json"), tags.label("tags_json"))
+
+
 def load_records(conn: Connection, rows: Iterable[Row[Any]]) -> list[RunRecord]:
-    """Turn run rows into records, loading params, tags and latest metrics in three queries."""
+    """Turn rows of `select_runs` into records, adding latest metrics in one more query."""
     rows = list(rows)
-    ids = [row.id for row in rows]
-    params: dict[str, dict[str, str]] = {i: {} for i in ids}
-    tags: dict[str, dict[str, str]] = {i: {} for i in ids}
-    metrics: dict[str, dict[str, float]] = {i: {} for i in ids}
-    by_params, by_tags, by_metrics = _detail_queries(conn.dialect.name)
-    for chunk in _chunks(ids, 500):
-        for run_id, values in conn.execute(by_params, {"ids": chunk}).all():
-            params[run_id] = _json_object(values)
-        for run_id, values in conn.execute(by_tags, {"ids": chunk}).all():
-            tags[run_id] = _json_object(values)
-        for run_id, key, value, is_nan in conn.execute(by_metrics, {"ids": chunk}).all():
+    metrics: dict[str, dict[str, float]] = {row.id: {} for row in rows}
+    m = db.latest_metrics.c
+    by_run = select(m.run_id, m.key, m.value, m.is_nan).where(
+        m.run_id.in_(bindparam("ids", expanding=True))
+    )
+    for chunk in _chunks(list(metrics), 500):
+        for run_id, key, value, is_nan in conn.execute(by_run, {"ids": chunk}).all():
             metrics[run_id][key] = math.nan if is_nan else value
     return [
         RunRecord(
@@ -294,9 +315,9 @@ def load_records(conn: Connection, rows: Iterable[Row[Any]]) -> list[RunRecord]:
             parent_id=row.parent_id,
             user=row.user,
             lifecycle_stage=row.lifecycle_stage,
-            params=params[row.id],
+            params=_json_object(row.params_json),
             metrics=metrics[row.id],
-            tags=tags[row.id],
+            tags=_json_object(row.tags_json),
         )
         for row in rows
     ]
@@ -332,25 +353,10 @@ def _sql(dialect: str) -> _Sql:
     )
 
 
-@functools.cache
-def _detail_queries(dialect: str) -> tuple[Select[Any], Select[Any], Select[Any]]:
-    """Build the detail queries of `load_records` once: building costs more than running.
-
-    Params and tags come back as one JSON object per run, which turns thousands of rows
-    into one per run: on a page of runs, making Python rows was most of the search time.
-    """
-    ids: BindParameter[list[str]] = bindparam("ids", expanding=True)
-    as_object = func.json_object_agg if dialect == "postgresql" else func.json_group_object
-    p, t, m = db.params.c, db.tags.c, db.latest_metrics.c
-    return (
-        select(p.run_id, as_object(p.key, p.value)).where(p.run_id.in_(ids)).group_by(p.run_id),
-        select(t.run_id, as_object(t.key, t.value)).where(t.run_id.in_(ids)).group_by(t.run_id),
-        select(m.run_id, m.key, m.value, m.is_nan).where(m.run_id.in_(ids)),
-    )
-
-
-def _json_object(value: str | dict[str, str]) -> dict[str, str]:
-    # psycopg decodes json itself; SQLite hands back text.
+def _json_object(value: str | dict[str, str] | None) -> dict[str, str]:
+    # psycopg decodes json itself; SQLite hands back text; no rows aggregate to NULL.
+    if value is None:
+        return {}
     if isinstance(value, dict):
         return value
     decoded: dict[str, str] = json.loads(value)

@@ -20,7 +20,6 @@ from sqlalchemy import (
     func,
     not_,
     or_,
-    select,
 )
 
 from loopml.core.store import schema as db
@@ -28,7 +27,7 @@ from loopml.core.workspace import Workspace
 from loopml.errors import InvalidInput
 from loopml.tracking import experiments as experiments_
 from loopml.tracking.entities import RunList
-from loopml.tracking.runs import load_records
+from loopml.tracking.runs import load_records, select_runs
 from loopml.tracking.search_filter import And, Comparison, Expr, Or, parse_filter, parse_order_by
 
 MAX_RESULTS = 50_000
@@ -79,7 +78,7 @@ def search_runs(
     keys = parse_order_by(order_by)
     offset = _decode_token(page_token)
     runs = db.runs
-    query: Select[Any] = select(runs)
+    query: Select[Any] = select_runs(ws.store.dialect)
     refs = [experiments] if isinstance(experiments, str | int) else experiments
     if view in ("active", "deleted"):
         query = query.where(runs.c.lifecycle_stage == view)

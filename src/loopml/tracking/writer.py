@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, or_
+from sqlalchemy import Connection, Dialect, and_, or_
 
 from loopml.core.store import Store
 from loopml.core.store import schema as db
@@ -38,24 +38,36 @@ def store_metrics(conn: Connection, rows: Sequence[MetricRow]) -> None:
     if not rows:
         return
     points = [_point(row) for row in rows]
-    insert_points, upsert_latest = _statements(conn.dialect.name)
-    conn.execute(insert_points, points)
-    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    insert_points, upsert_latest = _statements(conn.dialect)
+    # The points go to the driver's executemany as they are: SQLAlchemy's per-row parameter
+    # processing cost more than SQLite's own work on this, the hottest write path.
+    if conn.dialect.paramstyle == "qmark":
+        conn.exec_driver_sql(insert_points, points)
+    else:
+        conn.exec_driver_sql(insert_points, [dict(zip(_COLUMNS, p, strict=True)) for p in points])
+    latest: dict[tuple[str, str], tuple[Any, ...]] = {}
     for point in points:
-        slot = (point["run_id"], point["key"])
+        slot = (point[0], point[2])
         best = latest.get(slot)
-        if best is None or (point["step"], point["timestamp"]) >= (best["step"], best["timestamp"]):
+        if best is None or (point[5], point[6]) >= (best[5], best[6]):
             latest[slot] = point
     conn.execute(
-        upsert_latest, [{k: v for k, v in p.items() if k != "seq"} for p in latest.values()]
+        upsert_latest,
+        [{k: v for k, v in zip(_COLUMNS, p, strict=True) if k != "seq"} for p in latest.values()],
     )
 
 
+_COLUMNS = ("run_id", "seq", "key", "value", "is_nan", "step", "timestamp")
+
+
 @functools.cache
-def _statements(dialect: str) -> tuple[Any, Any]:
+def _statements(dialect: Dialect) -> tuple[str, Any]:
     """Build the two metric statements once per dialect: building them costs more than running."""
-    insert = insert_for_dialect(dialect)
+    insert = insert_for_dialect(dialect.name)
     points = insert(db.metrics).on_conflict_do_nothing(index_elements=["run_id", "seq"])
+    # Compiled for the driver, with columns in _COLUMNS order (the table's own order).
+    compiled = points.compile(dialect=dialect)
+    assert tuple(compiled.positiontup or _COLUMNS) == _COLUMNS
     current = db.latest_metrics.c
     latest = insert(db.latest_metrics)
     latest = latest.on_conflict_do_update(
@@ -73,21 +85,13 @@ def _statements(dialect: str) -> tuple[Any, Any]:
             ),
         ),
     )
-    return points, latest
+    return str(compiled), latest
 
 
-def _point(row: MetricRow) -> dict[str, Any]:
+def _point(row: MetricRow) -> tuple[str, int, str, float, bool, int, int]:
     run_id, seq, key, value, step, timestamp = row
     nan = math.isnan(value)
-    return {
-        "run_id": run_id,
-        "seq": seq,
-        "key": key,
-        "value": 0.0 if nan else value,
-        "is_nan": nan,
-        "step": step,
-        "timestamp": timestamp,
-    }
+    return run_id, seq, key, 0.0 if nan else value, nan, step, timestamp
 
 
 class MetricWriter:
