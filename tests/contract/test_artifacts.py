@@ -71,16 +71,22 @@ def test_download_copies_verified_files(ws: Workspace, files: Path, tmp_path: Pa
 def test_a_corrupted_blob_is_refused_on_download(
     ws: Workspace, files: Path, tmp_path: Path
 ) -> None:
-    with loopml.start_run() as run:
-        [info] = run.log_artifact(files / "model.bin")
-    blob = ws.root / ".loopml" / "blobs" / info.digest[7:9] / info.digest[9:]
-    os.chmod(blob, 0o644)
+    run, blob = _logged_blob(ws, files / "model.bin")
     data = bytearray(blob.read_bytes())
     data[100] ^= 0xFF
     blob.write_bytes(bytes(data))
-    with pytest.raises(IntegrityError, match=info.digest):
+    with pytest.raises(IntegrityError, match=blob.parent.name + blob.name):
         loopml.download_artifacts(run.id, "model.bin", tmp_path / "out")
     assert not (tmp_path / "out" / "model.bin").exists()
+
+
+def _logged_blob(ws: Workspace, path: Path) -> tuple[loopml.Run, Path]:
+    """Log `path` in a new run; return the run and its blob's file, made writable."""
+    with loopml.start_run() as run:
+        [info] = run.log_artifact(path)
+    blob = ws.root / ".loopml" / "blobs" / info.digest[7:9] / info.digest[9:]
+    os.chmod(blob, 0o644)
+    return run, blob
 
 
 @pytest.mark.parametrize(
@@ -134,10 +140,7 @@ def test_a_path_cannot_be_both_file_and_folder(ws: Workspace, files: Path) -> No
 def test_a_damaged_blob_is_repaired_by_logging_the_file_again(
     ws: Workspace, files: Path, tmp_path: Path
 ) -> None:
-    with loopml.start_run() as run:
-        [info] = run.log_artifact(files / "model.bin")
-    blob = ws.root / ".loopml" / "blobs" / info.digest[7:9] / info.digest[9:]
-    os.chmod(blob, 0o644)
+    run, blob = _logged_blob(ws, files / "model.bin")
     blob.write_bytes(b"truncated")
     with loopml.start_run() as again:
         again.log_artifact(files / "model.bin")

@@ -221,25 +221,23 @@ def download(
 @app.command()
 def delete(run: RunArg) -> None:
     """Soft-delete a run (`restore` undoes it)."""
-    from loopml.cli.output import console
-    from loopml.tracking import runs
-
-    ws = _ws()
-    run_id = runs.resolve_id(ws, run)
-    runs.delete(ws, run_id)
-    console.print(f"Deleted run {run_id}")
+    _set_stage(run, deleted=True)
 
 
 @app.command()
 def restore(run: RunArg) -> None:
     """Restore a deleted run."""
+    _set_stage(run, deleted=False)
+
+
+def _set_stage(run: str, *, deleted: bool) -> None:
     from loopml.cli.output import console
     from loopml.tracking import runs
 
     ws = _ws()
     run_id = runs.resolve_id(ws, run)
-    runs.restore(ws, run_id)
-    console.print(f"Restored run {run_id}")
+    (runs.delete if deleted else runs.restore)(ws, run_id)
+    console.print(f"{'Deleted' if deleted else 'Restored'} run {run_id}")
 
 
 def _ws() -> Workspace:
