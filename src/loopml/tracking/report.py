@@ -46,22 +46,33 @@ def render(ws: Workspace, records: Sequence[RunRecord], keys: Sequence[str], tit
 
     charts = []
     for key in keys:
+        series = [
+            (record, runs.metric_history(ws, record.id, key))
+            for record in records
+            if key in record.metrics
+        ]
         figure = go.Figure()
-        for record in records:
-            if key not in record.metrics:
-                continue
-            points = runs.metric_history(ws, record.id, key)
+        if all(len(points) == 1 for _, points in series):
+            # One value per run (a final score): bars compare runs better than lone dots.
             figure.add_trace(
-                go.Scatter(
-                    x=[p.step for p in points],
-                    y=[p.value if math.isfinite(p.value) else None for p in points],
-                    mode="lines+markers" if len(points) < 50 else "lines",
-                    name=f"{record.name} ({record.id[:8]})",
+                go.Bar(
+                    x=[_label(record) for record, _ in series],
+                    y=[_finite(points[0].value) for _, points in series],
                 )
             )
-        figure.update_layout(
-            title=key, xaxis_title="step", yaxis_title=key, height=380, template="plotly_white"
-        )
+            figure.update_layout(xaxis_title="run")
+        else:
+            for record, points in series:
+                figure.add_trace(
+                    go.Scatter(
+                        x=[p.step for p in points],
+                        y=[_finite(p.value) for p in points],
+                        mode="lines+markers" if len(points) < 50 else "lines",
+                        name=_label(record),
+                    )
+                )
+            figure.update_layout(xaxis_title="step")
+        figure.update_layout(title=key, yaxis_title=key, height=380, template="plotly_white")
         charts.append(figure.to_html(full_html=False, include_plotlyjs=False))
     return _PAGE.format(
         title=html.escape(title),
@@ -69,6 +80,14 @@ def render(ws: Workspace, records: Sequence[RunRecord], keys: Sequence[str], tit
         table=_table(records),
         charts="\n".join(f'<section class="chart">{c}</section>' for c in charts),
     )
+
+
+def _label(record: RunRecord) -> str:
+    return f"{record.name} ({record.id[:8]})"
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None  # Plotly leaves a gap for None
 
 
 def _table(records: Sequence[RunRecord]) -> str:
@@ -80,11 +99,12 @@ def _table(records: Sequence[RunRecord]) -> str:
     )
     rows = []
     for r in records:
-        cells = [f"{r.name} ({r.id[:8]})", r.status]
+        cells = [_label(r), r.status]
         cells += [r.params.get(p, "") for p in params]
         cells += [f"{r.metrics[m]:.6g}" if m in r.metrics else "" for m in metrics]
         rows.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    table = f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    return f'<div class="runs">{table}</div>'
 
 
 _PAGE = """<!doctype html>
@@ -92,7 +112,8 @@ _PAGE = """<!doctype html>
 <script>{plotly}</script>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #222; }}
-table {{ border-collapse: collapse; margin-bottom: 2rem; }}
+.runs {{ overflow-x: auto; margin-bottom: 2rem; }}
+table {{ border-collapse: collapse; }}
 th, td {{ border: 1px solid #ddd; padding: .3rem .6rem; text-align: left; }}
 th {{ background: #f4f4f4; }}
 .chart {{ max-width: 60rem; }}

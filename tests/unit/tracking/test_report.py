@@ -62,3 +62,14 @@ def test_cli_writes_the_report(sqlite_ws: Workspace, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "1 runs" in done.stdout
     assert run.name in out.read_text()
+
+
+def test_one_value_per_run_is_drawn_as_bars(sqlite_ws: Workspace, tmp_path: Path) -> None:
+    ids = []
+    for name, f1 in (("a", 0.8), ("b", 0.9)):
+        with loopml.start_run(run_name=name) as run:
+            run.log_metric("f1", f1)
+        ids.append(run.id)
+    page = write_report(sqlite_ws, ids, tmp_path / "r.html").read_text()
+    body = page[page.index("<body>") :]
+    assert '"type":"bar"' in body and '"y":[0.8,0.9]' in body
