@@ -12,7 +12,21 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import BindParameter, Connection, Row, Select, and_, bindparam, func, select, update
+from sqlalchemy import (
+    BindParameter,
+    Connection,
+    Row,
+    Select,
+    Text,
+    and_,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal,
+    select,
+    update,
+)
 
 from loopml.core.store import insert_for, now_ms
 from loopml.core.store import schema as db
@@ -180,7 +194,7 @@ def get(ws: Workspace, run_id: str) -> RunRecord:
         row = conn.execute(query).first()
         if row is None:
             raise NotFound(f"no run {run_id}; `loopml runs list` shows the existing ones")
-        return load_records(conn, [row])[0]
+        return load_records([row])[0]
 
 
 def list_runs(
@@ -199,7 +213,7 @@ def list_runs(
     elif view != "all":
         raise InvalidInput(f"view {view!r} is not one of active, deleted, all")
     with ws.store.read() as conn:
-        return load_records(conn, list(conn.execute(query)))
+        return load_records(conn.execute(query))
 
 
 def delete(ws: Workspace, run_id: str) -> None:
@@ -276,34 +290,45 @@ def metric_history(ws: Workspace, run_id: str, key: str) -> list[MetricPoint]:
 
 
 def select_runs(dialect: str) -> Select[Any]:
-    """Return a SELECT of runs with their params and tags as JSON objects, for `load_records`.
+    """Return a SELECT of runs with their params, tags and latest metrics, for `load_records`.
 
-    One row per run: on a page of runs, making Python rows out of every param and tag was
-    most of a search's time.
+    One row per run, with the details folded in by the database: on a page of runs, making
+    Python rows out of every param, tag and metric was most of a search's time.
     """
     return _run_select(dialect)
 
 
+# Unit and record separators: key validation keeps them out of metric keys.
+_UNIT, _RECORD = "\x1f", "\x1e"
+
+
 @functools.cache
 def _run_select(dialect: str) -> Select[Any]:
-    as_object = func.json_object_agg if dialect == "postgresql" else func.json_group_object
-    r, p, t = db.runs.c, db.params.c, db.tags.c
+    r, p, t, m = db.runs.c, db.params.c, db.tags.c, db.latest_metrics.c
+    if dialect == "postgresql":
+        as_object, joined = func.json_object_agg, func.string_agg
+        number: Any = cast(m.value, Text)  # float8 text is exact (shortest round-trip digits)
+    else:
+        as_object, joined = func.json_group_object, func.group_concat
+        number = func.printf("%!.17g", m.value)  # 17 digits: exact; "Inf" for infinity
+    value = case((m.is_nan.is_(True), literal("nan")), else_=number)
     params = select(as_object(p.key, p.value)).where(p.run_id == r.id).scalar_subquery()
     tags = select(as_object(t.key, t.value)).where(t.run_id == r.id).scalar_subquery()
-    return select(db.runs, params.label("params_json"), tags.label("tags_json"))
-
-
-def load_records(conn: Connection, rows: Iterable[Row[Any]]) -> list[RunRecord]:
-    """Turn rows of `select_runs` into records, adding latest metrics in one more query."""
-    rows = list(rows)
-    metrics: dict[str, dict[str, float]] = {row.id: {} for row in rows}
-    m = db.latest_metrics.c
-    by_run = select(m.run_id, m.key, m.value, m.is_nan).where(
-        m.run_id.in_(bindparam("ids", expanding=True))
+    metrics = (
+        select(joined(m.key + literal(_UNIT) + value, literal(_RECORD)))
+        .where(m.run_id == r.id)
+        .scalar_subquery()
     )
-    for chunk in _chunks(list(metrics), 500):
-        for run_id, key, value, is_nan in conn.execute(by_run, {"ids": chunk}).all():
-            metrics[run_id][key] = math.nan if is_nan else value
+    return select(
+        db.runs,
+        params.label("params_json"),
+        tags.label("tags_json"),
+        metrics.label("metrics_text"),
+    )
+
+
+def load_records(rows: Iterable[Row[Any]]) -> list[RunRecord]:
+    """Turn rows of `select_runs` into records."""
     return [
         RunRecord(
             id=row.id,
@@ -316,11 +341,18 @@ def load_records(conn: Connection, rows: Iterable[Row[Any]]) -> list[RunRecord]:
             user=row.user,
             lifecycle_stage=row.lifecycle_stage,
             params=_json_object(row.params_json),
-            metrics=metrics[row.id],
+            metrics=_metrics(row.metrics_text),
             tags=_json_object(row.tags_json),
         )
         for row in rows
     ]
+
+
+def _metrics(text: str | None) -> dict[str, float]:
+    if not text:
+        return {}
+    pairs = (item.split(_UNIT) for item in text.split(_RECORD))
+    return {key: float(value) for key, value in pairs}
 
 
 @dataclasses.dataclass(frozen=True)
