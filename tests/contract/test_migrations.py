@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 
 from loopml.core.store import HEAD, REVISIONS, Store
 from loopml.core.store.schema import Base
 from loopml.errors import InvalidInput, SchemaTooNew, StoreError
+from loopml.testing.stores import postgres_database
 
 MIGRATIONS = Path(__file__).parents[2] / "src" / "loopml" / "core" / "store" / "migrations"
 
@@ -76,11 +79,46 @@ def test_an_unreachable_server_is_a_clear_error() -> None:
 
 def test_a_database_of_something_else_is_refused(tmp_path: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'other.db'}"
-    from sqlalchemy import create_engine
-
     engine = create_engine(uri)
     with engine.begin() as conn:
         conn.execute(text("CREATE TABLE runs (id INTEGER PRIMARY KEY)"))
     engine.dispose()
     with pytest.raises(StoreError, match="no LoopML schema version"):
         Store.open(uri)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def empty_store_uri(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A store URI with no schema at all, once per backend."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+        return
+    with postgres_database() as url:
+        yield url
+
+
+def test_an_older_store_is_upgraded_on_open_and_keeps_its_data(empty_store_uri: str) -> None:
+    engine = create_engine(empty_store_uri)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, REVISIONS[0])
+        conn.execute(
+            text(
+                "INSERT INTO experiments (id, name, lifecycle_stage, created_at, updated_at) "
+                "VALUES (7, 'kept', 'active', 1, 1)"
+            )
+        )
+    engine.dispose()
+    store = Store.open(empty_store_uri)
+    try:
+        assert store.revision() == HEAD
+        with store.engine.connect() as conn:
+            assert (
+                conn.execute(text("SELECT name FROM experiments WHERE id = 7")).scalar() == "kept"
+            )
+            diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        assert diff == []
+    finally:
+        store.close()

@@ -82,6 +82,10 @@ class Param(Base):
     key: Mapped[str] = mapped_column(String(250), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
 
+    # Search filters (`params.depth = '5'`) start from the key. Not (key, value): PostgreSQL
+    # refuses B-tree entries over ~2.7 kB, and a param value may be longer.
+    __table_args__ = (Index("ix_params_key", "key"),)
+
 
 class Tag(Base):
     """A mutable run label."""
@@ -91,6 +95,8 @@ class Tag(Base):
     run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
     key: Mapped[str] = mapped_column(String(250), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_tags_key", "key"),)
 
 
 class Metric(Base):
