@@ -155,3 +155,11 @@ def test_forged_page_tokens_are_refused(seeded: dict[str, str]) -> None:
     for token in ("garbage!", "eyJub3QiOiAxfQ==", "eyJvZmZzZXQiOiAtMX0="):
         with pytest.raises(InvalidInput, match="page_token"):
             loopml.search_runs("churn", page_token=token)
+
+
+def test_wrong_types_are_refused(seeded: dict[str, str]) -> None:
+    with pytest.raises(InvalidInput, match="filter must be a string"):
+        loopml.search_runs("churn", filter=["metrics.loss < 1"])  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="order_by"):
+        loopml.search_runs("churn", order_by=[1])  # type: ignore[list-item]
+    assert names(loopml.search_runs("churn", order_by="run_name DESC"))[0] == "r11"  # type: ignore[arg-type]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import operator
 from collections.abc import Callable, Sequence
@@ -14,6 +15,7 @@ from sqlalchemy import (
     Select,
     Table,
     and_,
+    bindparam,
     case,
     false,
     func,
@@ -73,28 +75,46 @@ def search_runs(
         raise InvalidInput(
             f"max_results must be an integer from 1 to {MAX_RESULTS}, not {max_results!r}"
         )
-    expr = parse_filter(filter_text)
-    keys = parse_order_by(order_by)
-    offset = _decode_token(page_token)
-    runs = db.runs
-    query: Select[Any] = select_runs(ws.store.dialect)
-    refs = [experiments] if isinstance(experiments, str | int) else experiments
-    if view in ("active", "deleted"):
-        query = query.where(runs.c.lifecycle_stage == view)
-    elif view != "all":
+    if view not in ("active", "deleted", "all"):
         raise InvalidInput(f"view {view!r} is not one of active, deleted, all")
-    if expr is not None:
-        query = query.where(_compile(expr))
-    query = _order(query, keys).offset(offset).limit(max_results + 1)
+    if filter_text is not None and not isinstance(filter_text, str):
+        raise InvalidInput(f"filter must be a string, not {type(filter_text).__name__}")
+    if isinstance(order_by, str):
+        order_by = [order_by]
+    if order_by is not None and not all(isinstance(item, str) for item in order_by):
+        raise InvalidInput(f"order_by must be a list of strings, not {order_by!r}")
+    offset = _decode_token(page_token)
+    refs = [experiments] if isinstance(experiments, str | int) else experiments
     with ws.store.read() as conn:
-        if refs is not None:
-            ids = [experiments_.require(conn, ref).id for ref in refs]
-            query = query.where(runs.c.experiment_id.in_(ids))
-        rows = list(conn.execute(query))
-        page = RunList(load_records(rows[:max_results]))
+        ids = None if refs is None else tuple(experiments_.require(conn, r).id for r in refs)
+        query = _query(ws.store.dialect, filter_text, tuple(order_by or ()), ids, view)
+        rows = list(conn.execute(query, {"page_offset": offset, "page_limit": max_results + 1}))
+    page = RunList(load_records(rows[:max_results]))
     if len(rows) > max_results:
         page.next_page_token = _encode_token(offset + max_results)
     return page
+
+
+@functools.lru_cache(maxsize=256)
+def _query(
+    dialect: str,
+    filter_text: str | None,
+    order_by: tuple[str, ...],
+    experiment_ids: tuple[int, ...] | None,
+    view: str,
+) -> Select[Any]:
+    """Build the SELECT of one search; kept, as dashboards repeat the same searches."""
+    runs = db.runs
+    query: Select[Any] = select_runs(dialect)
+    if view != "all":
+        query = query.where(runs.c.lifecycle_stage == view)
+    if experiment_ids is not None:
+        query = query.where(runs.c.experiment_id.in_(experiment_ids))
+    expr = parse_filter(filter_text)
+    if expr is not None:
+        query = query.where(_compile(expr))
+    query = _order(query, parse_order_by(order_by))
+    return query.offset(bindparam("page_offset")).limit(bindparam("page_limit"))
 
 
 def _compile(expr: Expr) -> ColumnElement[bool]:
