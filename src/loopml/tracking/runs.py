@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import math
 import re
 import secrets
@@ -16,14 +15,8 @@ from sqlalchemy import (
     BindParameter,
     Connection,
     Row,
-    Select,
-    Text,
     and_,
     bindparam,
-    case,
-    cast,
-    func,
-    literal,
     select,
     update,
 )
@@ -40,6 +33,7 @@ from loopml.tracking.entities import (
     RunRecord,
     RunStatus,
 )
+from loopml.tracking.records import load_records, select_runs
 
 MAX_KEY = 250
 MAX_RUN_NAME = 250
@@ -289,72 +283,6 @@ def metric_history(ws: Workspace, run_id: str, key: str) -> list[MetricPoint]:
     return points
 
 
-def select_runs(dialect: str) -> Select[Any]:
-    """Return a SELECT of runs with their params, tags and latest metrics, for `load_records`.
-
-    One row per run, with the details folded in by the database: on a page of runs, making
-    Python rows out of every param, tag and metric was most of a search's time.
-    """
-    return _run_select(dialect)
-
-
-# Unit and record separators: key validation keeps them out of metric keys.
-_UNIT, _RECORD = "\x1f", "\x1e"
-
-
-@functools.cache
-def _run_select(dialect: str) -> Select[Any]:
-    r, p, t, m = db.runs.c, db.params.c, db.tags.c, db.latest_metrics.c
-    if dialect == "postgresql":
-        as_object, joined = func.json_object_agg, func.string_agg
-        number: Any = cast(m.value, Text)  # float8 text is exact (shortest round-trip digits)
-    else:
-        as_object, joined = func.json_group_object, func.group_concat
-        number = func.printf("%!.17g", m.value)  # 17 digits: exact; "Inf" for infinity
-    value = case((m.is_nan.is_(True), literal("nan")), else_=number)
-    params = select(as_object(p.key, p.value)).where(p.run_id == r.id).scalar_subquery()
-    tags = select(as_object(t.key, t.value)).where(t.run_id == r.id).scalar_subquery()
-    metrics = (
-        select(joined(m.key + literal(_UNIT) + value, literal(_RECORD)))
-        .where(m.run_id == r.id)
-        .scalar_subquery()
-    )
-    return select(
-        db.runs,
-        params.label("params_json"),
-        tags.label("tags_json"),
-        metrics.label("metrics_text"),
-    )
-
-
-def load_records(rows: Iterable[Row[Any]]) -> list[RunRecord]:
-    """Turn rows of `select_runs` into records."""
-    return [
-        RunRecord(
-            id=row.id,
-            name=row.name,
-            experiment_id=row.experiment_id,
-            status=row.status,
-            start_time=row.start_time,
-            end_time=row.end_time,
-            parent_id=row.parent_id,
-            user=row.user,
-            lifecycle_stage=row.lifecycle_stage,
-            params=_json_object(row.params_json),
-            metrics=_metrics(row.metrics_text),
-            tags=_json_object(row.tags_json),
-        )
-        for row in rows
-    ]
-
-
-def _metrics(text: str | None) -> dict[str, float]:
-    if not text:
-        return {}
-    pairs = (item.split(_UNIT) for item in text.split(_RECORD))
-    return {key: float(value) for key, value in pairs}
-
-
 @dataclasses.dataclass(frozen=True)
 class _Sql:
     """Statements of the run hot paths, built once per dialect: building costs more than running."""
@@ -383,16 +311,6 @@ def _sql(dialect: str) -> _Sql:
         .where(r.id == rid)
         .values(status=bindparam("new_status"), end_time=bindparam("new_end_time")),
     )
-
-
-def _json_object(value: str | dict[str, str] | None) -> dict[str, str]:
-    # psycopg decodes json itself; SQLite hands back text; no rows aggregate to NULL.
-    if value is None:
-        return {}
-    if isinstance(value, dict):
-        return value
-    decoded: dict[str, str] = json.loads(value)
-    return decoded
 
 
 def _set_stage(ws: Workspace, run_id: str, stage: str) -> None:

@@ -28,7 +28,7 @@ from loopml.core.workspace import Workspace
 from loopml.errors import InvalidInput
 from loopml.tracking import experiments as experiments_
 from loopml.tracking.entities import RunList
-from loopml.tracking.runs import load_records, select_runs
+from loopml.tracking.records import load_records, select_runs
 from loopml.tracking.search_filter import And, Comparison, Expr, Or, parse_filter, parse_order_by
 
 MAX_RESULTS = 50_000
