@@ -23,21 +23,31 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(_finite(data), indent=2, default=str) + "\n")
 
 
-def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    """Print a table."""
+def table(
+    title: str | None,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    *,
+    wrap: Sequence[str] = ("PARAMS", "METRICS", "VALUE", "PATH", "NAME"),
+) -> None:
+    """Print a table; columns outside `wrap` stay on one line (ids, times, numbers)."""
     out = Table(title=title, title_justify="left", header_style="bold")
     for column in columns:
-        out.add_column(column, overflow="fold")
+        if column in wrap:
+            out.add_column(column, overflow="fold", ratio=1)
+        else:
+            out.add_column(column, no_wrap=True)
     for row in rows:
         out.add_row(*(Text("" if cell is None else str(cell)) for cell in row))
     console.print(out)
 
 
-def when(ms: int | None) -> str:
-    """Format epoch milliseconds as local date and time."""
+def when(ms: int | None, *, short: bool = False) -> str:
+    """Format epoch milliseconds as local date and time (month, day and time when `short`)."""
     if ms is None:
         return ""
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    local = datetime.fromtimestamp(ms / 1000, tz=UTC).astimezone()
+    return local.strftime("%m-%d %H:%M" if short else "%Y-%m-%d %H:%M:%S")
 
 
 def duration(ms: int | None) -> str:

@@ -254,14 +254,14 @@ def _render(found: list[RunRecord], as_json: bool) -> None:
         return
     rows = []
     for r in found:
-        metrics = ", ".join(f"{k}={number(v)}" for k, v in sorted(r.metrics.items())[:4])
-        params = ", ".join(f"{k}={v}" for k, v in sorted(r.params.items())[:4])
+        metrics = "\n".join(f"{k}={number(v)}" for k, v in sorted(r.metrics.items())[:4])
+        params = "\n".join(f"{k}={v}" for k, v in sorted(r.params.items())[:4])
         rows.append(
             (
                 r.id[:8],
                 r.name,
                 r.status,
-                when(r.start_time),
+                when(r.start_time, short=True),
                 duration(r.duration_ms),
                 params,
                 metrics,
