@@ -207,5 +207,24 @@ def test_a_journal_that_cannot_be_replayed_does_not_block_the_workspace(
     Workspace.close_all()
     reopened = Workspace.open(sqlite_ws.root)
     assert [p.value for p in runs.metric_history(reopened, run.id, "late")] == [2.5]
-    assert orphan.exists() and not torn.exists()
+    # Kept for a later retry (renamed while claimed), and the replayed one is gone.
+    assert orphan.with_suffix(".replaying").exists() and not torn.exists()
     assert "which this store does not have" in caplog.text
+
+
+def test_journals_of_dead_writers_and_dead_replayers_are_all_replayed(
+    sqlite_ws: Workspace,
+) -> None:
+    run = loopml.start_run()
+    run_id = run.id
+    run.disown()  # as if this process had died: its journal stays, unlocked, RUNNING in store
+    folder = sqlite_ws.journal_dir
+    (folder / f"{run_id}.0.journal").write_text("1\tloss\t0.5\t1\t10\n")
+    (folder / f"{run_id}.1.journal").write_text(f"{1 << 32}\tloss\t0.25\t2\t20\n")
+    (folder / f"{run_id}.2.replaying").write_text(f"{2 << 32}\tloss\t0.125\t3\t30\n")
+    Workspace.close_all()
+    reopened = Workspace.open(sqlite_ws.root)
+    assert [p.value for p in runs.metric_history(reopened, run_id, "loss")] == [0.5, 0.25, 0.125]
+    stored = runs.get(reopened, run_id)
+    assert stored.status == "KILLED" and stored.end_time == 30
+    assert list(folder.iterdir()) == []

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SUFFIX = ".journal"
+REPLAYING = ".replaying"  # a journal being replayed; replayed again if its replayer dies
 TEMP_GRACE_S = 60.0
 
 
@@ -94,11 +95,17 @@ def abandoned(directory: Path) -> Iterator[Abandoned]:
         if entry.name.startswith("."):
             _remove_stale_temp(entry)  # a process died between create and rename
             continue
-        if entry.suffix != SUFFIX:
+        if entry.suffix not in (SUFFIX, REPLAYING):
             continue
         fd = _try_lock(entry)
-        if fd is not None:
-            yield Abandoned(entry.name.removesuffix(SUFFIX), entry, fd)
+        if fd is None:
+            continue
+        # Renamed while locked, so other replayers asking "is any writer of this run still
+        # alive?" do not mistake this one for a live owner (they look at *.journal only).
+        claimed = entry.with_suffix(REPLAYING)
+        if entry != claimed:
+            entry.rename(claimed)
+        yield Abandoned(entry.stem, claimed, fd)
 
 
 def has_journals(directory: Path) -> bool:

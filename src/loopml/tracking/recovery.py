@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
-from sqlalchemy import and_, select, update
+from sqlalchemy import and_, or_, select, update
 
 from loopml.core import journal
 from loopml.core.store import now_ms
@@ -57,11 +56,15 @@ def _replay(ws: Workspace, found: journal.Abandoned, run_id: str) -> int | None:
             found.release()
             return None
         store_metrics(conn, rows)
-        if not _has_live_writer(ws, run_id, found.path):
+        if not _has_live_writer(ws, run_id):
             last = max((row[5] for row in rows), default=now_ms())
+            r = db.runs.c
+            # KILLED at its last journaled point; a later journal of the same run moves it on.
+            still_open = r.status == "RUNNING"
+            ended_earlier = and_(r.status == "KILLED", r.end_time < last)
             conn.execute(
                 update(db.runs)
-                .where(and_(db.runs.c.id == run_id, db.runs.c.status == "RUNNING"))
+                .where(r.id == run_id, or_(still_open, ended_earlier))
                 .values(status="KILLED", end_time=last)
             )
     return len(rows)
@@ -75,10 +78,9 @@ def _parse(run_id: str, line: str) -> MetricRow | None:
         return None
 
 
-def _has_live_writer(ws: Workspace, run_id: str, replaying: Path) -> bool:
-    """Return True if another process still writes to this run (it was resumed elsewhere)."""
-    return any(
-        journal.is_live(path)
-        for path in ws.journal_dir.glob(f"{run_id}.*{journal.SUFFIX}")
-        if path != replaying
-    )
+def _has_live_writer(ws: Workspace, run_id: str) -> bool:
+    """Return True if another process still writes to this run (it was resumed elsewhere).
+
+    Journals being replayed are renamed away from *.journal, so they never count as live.
+    """
+    return any(journal.is_live(path) for path in ws.journal_dir.glob(f"{run_id}.*{journal.SUFFIX}"))
