@@ -146,3 +146,38 @@ def test_a_damaged_blob_is_repaired_by_logging_the_file_again(
         again.log_artifact(files / "model.bin")
     out = loopml.download_artifacts(run.id, "model.bin", tmp_path / "out")
     assert out.read_bytes() == (files / "model.bin").read_bytes()
+
+
+def test_racing_file_and_folder_of_one_name_store_only_one(ws: Workspace) -> None:
+    import threading
+
+    with loopml.start_run() as run:
+        for i in range(10):
+            outcomes: list[str] = []
+
+            def log(name: str, outcomes: list[str] = outcomes) -> None:
+                try:
+                    run.log_text("x", name)
+                    outcomes.append("stored")
+                except InvalidInput:
+                    outcomes.append("refused")
+
+            threads = [threading.Thread(target=log, args=(name,)) for name in (f"d{i}", f"d{i}/f")]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert sorted(outcomes) == ["refused", "stored"]
+
+
+def test_the_current_folder_can_be_logged(
+    ws: Workspace, files: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(files / "plots")
+    with loopml.start_run() as run:
+        run.log_artifact(".")
+    assert [a.path for a in loopml.list_artifacts(run.id)] == [
+        "plots/a.txt",
+        "plots/copy.txt",
+        "plots/sub/b.txt",
+    ]

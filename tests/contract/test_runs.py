@@ -278,3 +278,49 @@ def test_the_workspace_set_for_the_process_holds_in_new_threads(
     thread.join()
     assert runs.get(ws, ids[0]).status == "FINISHED"
     assert not (elsewhere / ".loopml").exists()
+
+
+def test_extreme_metric_values_read_back_exactly(ws: Workspace) -> None:
+    values = {
+        "max": sys.float_info.max,
+        "big": 1.074903261319722e307,
+        "tiny": 5e-324,
+        "pi": math.pi,
+        "third": 1 / 3,
+        "inf": math.inf,
+    }
+    with loopml.start_run("extreme") as run:
+        run.log_metrics(values)
+    assert loopml.get_run(run.id).metrics == values
+    assert loopml.search_runs("extreme")[0].metrics == values
+
+
+def test_nul_in_values_is_refused(ws: Workspace) -> None:
+    with loopml.start_run() as run:
+        with pytest.raises(InvalidInput, match="NUL"):
+            run.log_param("p", "a\x00b")
+        with pytest.raises(InvalidInput, match="NUL"):
+            run.set_tag("t", "a\x00b")
+
+
+def test_writers_touching_keys_in_opposite_orders_never_deadlock(ws: Workspace) -> None:
+    with loopml.start_run() as run:
+        pass
+    keys = [f"t{i:02d}" for i in range(50)]
+    errors: list[BaseException] = []
+
+    def work(order: list[str]) -> None:
+        for round_ in range(60):
+            try:
+                runs.set_tags(ws, run.id, dict.fromkeys(order, round_))
+                runs.log_params(ws, run.id, dict.fromkeys(order, "same"))
+            except BaseException as exc:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(o,)) for o in (keys, keys[::-1])]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert set(runs.get(ws, run.id).tags) >= set(keys)

@@ -163,3 +163,42 @@ def test_wrong_types_are_refused(seeded: dict[str, str]) -> None:
     with pytest.raises(InvalidInput, match="order_by"):
         loopml.search_runs("churn", order_by=[1])  # type: ignore[list-item]
     assert names(loopml.search_runs("churn", order_by="run_name DESC"))[0] == "r11"  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def texts(ws: Workspace) -> None:
+    for name, value in [
+        ("underscore", "a_b"),
+        ("other", "a\\xb"),
+        ("upper", "HÉLLO"),
+        ("lower", "héllo"),
+        ("dash", "A-1"),
+        ("b", "b"),
+        ("B", "B"),
+    ]:
+        with loopml.start_run("texts", run_name=name) as run:
+            run.set_tag("t", value)
+
+
+def test_like_escapes_and_unicode_case_agree_on_every_store(texts: None) -> None:
+    assert names(loopml.search_runs("texts", filter="tags.t LIKE 'a\\_b'")) == ["underscore"]
+    assert set(names(loopml.search_runs("texts", filter="tags.t ILIKE 'héllo'"))) == {
+        "upper",
+        "lower",
+    }
+    with pytest.raises(InvalidInput, match="lone backslash"):
+        loopml.search_runs("texts", filter="tags.t LIKE 'ab\\\\'")
+
+
+def test_text_orders_by_bytes_on_every_store(texts: None) -> None:
+    found = loopml.search_runs("texts", order_by=["tags.t ASC"])
+    assert [r.tags["t"] for r in found] == sorted(r.tags["t"] for r in found)
+
+
+def test_huge_page_tokens_are_refused(seeded: dict[str, str]) -> None:
+    import base64
+    import json as json_
+
+    token = base64.urlsafe_b64encode(json_.dumps({"offset": 2**63}).encode()).decode()
+    with pytest.raises(InvalidInput, match="page_token"):
+        loopml.search_runs("churn", page_token=token)

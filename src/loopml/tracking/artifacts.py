@@ -29,15 +29,18 @@ def log_path(
     if not source.exists():
         raise NotFound(f"cannot log artifact {str(source)!r}: no such file or folder")
     prefix = clean_relpath(artifact_path, what="artifact path") + "/" if artifact_path else ""
+    name = source.resolve().name  # "." and "dir/.." name the folder they point at
     if source.is_file():
-        files = [(source, prefix + source.name)]
+        files = [(source, prefix + name)]
     else:
         files = sorted(
-            (p, prefix + source.name + "/" + p.relative_to(source).as_posix())
+            (p, prefix + name + "/" + p.relative_to(source).as_posix())
             for p in source.rglob("*")
             if p.is_file()
         )
-    stored = [_put(ws, path, name) for path, name in files]
+    # Every name is checked before any bytes are stored, so a bad one leaves nothing behind.
+    names = [clean_relpath(name, what="artifact path") for _, name in files]
+    stored = [_put(ws, path, name) for (path, _), name in zip(files, names, strict=True)]
     _record(ws, check_run_id(run_id), stored)
     return stored
 
@@ -131,7 +134,7 @@ def read_bytes(ws: Workspace, run_id: str, path: str) -> bytes:
 
 def _put(ws: Workspace, path: Path, name: str) -> ArtifactInfo:
     blob = ws.blobs.put_file(path)
-    return ArtifactInfo(clean_relpath(name, what="artifact path"), blob.digest, blob.size)
+    return ArtifactInfo(name, blob.digest, blob.size)
 
 
 def _record(ws: Workspace, run_id: str, infos: list[ArtifactInfo]) -> None:
@@ -144,6 +147,9 @@ def _record(ws: Workspace, run_id: str, infos: list[ArtifactInfo]) -> None:
     ]
     with ws.store.write() as conn:
         require_active(conn, run_id)
+        # The clash check reads, then writes: hold the run row so two writers of one run take
+        # turns on PostgreSQL (SQLite's BEGIN IMMEDIATE already serialises every writer).
+        conn.execute(select(db.runs.c.id).where(db.runs.c.id == run_id).with_for_update())
         _refuse_clashes(conn, run_id, [i.path for i in infos])
         stmt = insert_for(conn, db.artifacts)
         conn.execute(

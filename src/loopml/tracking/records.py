@@ -7,13 +7,15 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Row, Select, Text, case, cast, func, literal, select
+from sqlalchemy import Connection, Row, Select, Text, case, cast, func, literal, select
 
 from loopml.core.store import schema as db
 from loopml.tracking.entities import RunRecord
 
 # Unit and record separators: key validation keeps them out of metric keys.
 _UNIT, _RECORD = "\x1f", "\x1e"
+_INEXACT = "?"
+_EXACT_BELOW = 1e100
 
 
 @functools.cache
@@ -29,7 +31,12 @@ def select_runs(dialect: str) -> Select[Any]:
         number: Any = cast(m.value, Text)  # float8 text is exact (shortest round-trip digits)
     else:
         as_object, joined = func.json_group_object, func.group_concat
-        number = func.printf("%!.17g", m.value)  # 17 digits: exact; "Inf" for infinity
+        # SQLite's printf is exact to 17 digits below ~1e195 but not above (3.40), so large
+        # magnitudes and infinities are marked and read exactly by `load_records`.
+        number = case(
+            (func.abs(m.value) < _EXACT_BELOW, func.printf("%!.17g", m.value)),
+            else_=literal(_INEXACT),
+        )
     value = case((m.is_nan.is_(True), literal("nan")), else_=number)
     params = select(as_object(p.key, p.value)).where(p.run_id == r.id).scalar_subquery()
     tags = select(as_object(t.key, t.value)).where(t.run_id == r.id).scalar_subquery()
@@ -46,8 +53,16 @@ def select_runs(dialect: str) -> Select[Any]:
     )
 
 
-def load_records(rows: Iterable[Row[Any]]) -> list[RunRecord]:
+def load_records(conn: Connection, rows: Iterable[Row[Any]]) -> list[RunRecord]:
     """Turn rows of `select_runs` into records."""
+    rows = list(rows)
+    metrics = {row.id: _metrics(row.metrics_text) for row in rows}
+    inexact = [run_id for run_id, values in metrics.items() if _INEXACT in values.values()]
+    if inexact:
+        m = db.latest_metrics.c
+        exact = select(m.run_id, m.key, m.value).where(m.run_id.in_(inexact), m.is_nan.is_(False))
+        for run_id, key, number in conn.execute(exact):
+            metrics[run_id][key] = number
     return [
         RunRecord(
             id=row.id,
@@ -60,18 +75,18 @@ def load_records(rows: Iterable[Row[Any]]) -> list[RunRecord]:
             user=row.user,
             lifecycle_stage=row.lifecycle_stage,
             params=_json_object(row.params_json),
-            metrics=_metrics(row.metrics_text),
+            metrics=metrics[row.id],  # type: ignore[arg-type]
             tags=_json_object(row.tags_json),
         )
         for row in rows
     ]
 
 
-def _metrics(text: str | None) -> dict[str, float]:
+def _metrics(text: str | None) -> dict[str, float | str]:
     if not text:
         return {}
     pairs = (item.split(_UNIT) for item in text.split(_RECORD))
-    return {key: float(value) for key, value in pairs}
+    return {key: value if value == _INEXACT else float(value) for key, value in pairs}
 
 
 def _json_object(value: str | dict[str, str] | None) -> dict[str, str]:

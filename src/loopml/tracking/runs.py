@@ -188,7 +188,7 @@ def get(ws: Workspace, run_id: str) -> RunRecord:
         row = conn.execute(query).first()
         if row is None:
             raise NotFound(f"no run {run_id}; `loopml runs list` shows the existing ones")
-        return load_records([row])[0]
+        return load_records(conn, [row])[0]
 
 
 def list_runs(
@@ -207,7 +207,7 @@ def list_runs(
     elif view != "all":
         raise InvalidInput(f"view {view!r} is not one of active, deleted, all")
     with ws.store.read() as conn:
-        return load_records(conn.execute(query))
+        return load_records(conn, conn.execute(query))
 
 
 def delete(ws: Workspace, run_id: str) -> None:
@@ -222,10 +222,13 @@ def restore(ws: Workspace, run_id: str) -> None:
 
 def log_params(ws: Workspace, run_id: str, values: Mapping[str, Any]) -> None:
     """Store params; all or none: a key already logged with another value raises ParamConflict."""
-    rows = [
-        {"run_id": run_id, "key": check_key(k, "param"), "value": _param_value(v)}
-        for k, v in values.items()
-    ]
+    rows = sorted(
+        (
+            {"run_id": run_id, "key": check_key(k, "param"), "value": _text(v, "param")}
+            for k, v in values.items()
+        ),
+        key=lambda row: row["key"],
+    )
     if not rows:
         return
     with ws.store.write() as conn:
@@ -339,15 +342,23 @@ def require_active(conn: Connection, run_id: str) -> None:
 
 
 def _tag_rows(run_id: str, values: Mapping[str, Any]) -> list[dict[str, str]]:
-    return [
-        {"run_id": run_id, "key": check_key(k, "tag"), "value": str(v)} for k, v in values.items()
-    ]
+    # Sorted by key: concurrent writers then lock rows in one order and cannot deadlock.
+    return sorted(
+        (
+            {"run_id": run_id, "key": check_key(k, "tag"), "value": _text(v, "tag")}
+            for k, v in values.items()
+        ),
+        key=lambda row: row["key"],
+    )
 
 
-def _param_value(value: Any) -> str:
+def _text(value: Any, what: str) -> str:
     if isinstance(value, bytes):
-        raise InvalidInput("param values are text; decode bytes before logging them")
-    return str(value)
+        raise InvalidInput(f"{what} values are text; decode bytes before logging them")
+    text = str(value)
+    if "\x00" in text:
+        raise InvalidInput(f"{what} value {text!r} contains a NUL character; remove it")
+    return text
 
 
 def _run_name() -> str:

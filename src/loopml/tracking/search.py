@@ -29,7 +29,15 @@ from loopml.errors import InvalidInput
 from loopml.tracking import experiments as experiments_
 from loopml.tracking.entities import RunList
 from loopml.tracking.records import load_records, select_runs
-from loopml.tracking.search_filter import And, Comparison, Expr, Or, parse_filter, parse_order_by
+from loopml.tracking.search_filter import (
+    ATTRIBUTES,
+    And,
+    Comparison,
+    Expr,
+    Or,
+    parse_filter,
+    parse_order_by,
+)
 
 MAX_RESULTS = 50_000
 _OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
@@ -39,8 +47,9 @@ _OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
     "<=": operator.le,
     ">": operator.gt,
     ">=": operator.ge,
-    "LIKE": lambda column, value: column.like(value),
-    "ILIKE": lambda column, value: func.lower(column).like(func.lower(value)),
+    # Backslash escapes % and _ on both stores (PostgreSQL's default; SQLite has none).
+    "LIKE": lambda column, value: column.like(value, escape="\\"),
+    "ILIKE": lambda column, value: func.lower(column).like(func.lower(value), escape="\\"),
     "IN": lambda column, value: column.in_(value),
     "NOT IN": lambda column, value: column.not_in(value),
     "IS NULL": lambda column, _: column.is_(None),
@@ -89,7 +98,7 @@ def search_runs(
         ids = None if refs is None else tuple(experiments_.require(conn, r).id for r in refs)
         query = _query(ws.store.dialect, filter_text, tuple(order_by or ()), ids, view)
         rows = list(conn.execute(query, {"page_offset": offset, "page_limit": max_results + 1}))
-    page = RunList(load_records(rows[:max_results]))
+        page = RunList(load_records(conn, rows[:max_results]))
     if len(rows) > max_results:
         page.next_page_token = _encode_token(offset + max_results)
     return page
@@ -113,7 +122,7 @@ def _query(
     expr = parse_filter(filter_text)
     if expr is not None:
         query = query.where(_compile(expr))
-    query = _order(query, parse_order_by(order_by))
+    query = _order(query, parse_order_by(order_by), dialect)
     return query.offset(bindparam("page_offset")).limit(bindparam("page_limit"))
 
 
@@ -127,6 +136,7 @@ def _compile(expr: Expr) -> ColumnElement[bool]:
 
 def _comparison(c: Comparison) -> ColumnElement[bool]:
     runs = db.runs
+    _check_pattern(c)
     if c.kind == "attribute":
         return _apply(runs.c[_ATTRIBUTE_COLUMNS[c.key]], c.op, c.value)
     table: Table = {"metric": db.latest_metrics, "param": db.params, "tag": db.tags}[c.kind]
@@ -143,11 +153,21 @@ def _comparison(c: Comparison) -> ColumnElement[bool]:
     return runs.c.id.in_(matching)
 
 
+def _check_pattern(c: Comparison) -> None:
+    if c.op in ("LIKE", "ILIKE") and isinstance(c.value, str):
+        trailing = len(c.value) - len(c.value.rstrip("\\"))
+        if trailing % 2:
+            raise InvalidInput(
+                f"the {c.op} pattern {c.value!r} ends with a lone backslash, which escapes "
+                "nothing; write two backslashes for a literal one"
+            )
+
+
 def _apply(column: Any, op: str, value: Any) -> ColumnElement[bool]:
     return _OPERATORS[op](column, value)  # type: ignore[no-any-return]
 
 
-def _order(query: Select[Any], keys: Sequence[Any]) -> Select[Any]:
+def _order(query: Select[Any], keys: Sequence[Any], dialect: str) -> Select[Any]:
     runs = db.runs
     clauses: list[Any] = []
     for i, key in enumerate(keys):
@@ -164,6 +184,9 @@ def _order(query: Select[Any], keys: Sequence[Any]) -> Select[Any]:
                     case((alias.c.run_id.is_(None), 2), (alias.c.is_nan.is_(True), 1), else_=0)
                 )
             column = alias.c.value
+        text = key.kind in ("param", "tag") or ATTRIBUTES.get(key.key) == "string"
+        if text and dialect == "postgresql":
+            column = column.collate("C")  # byte order, as SQLite sorts, whatever the locale
         clauses.append(column.asc().nulls_last() if key.ascending else column.desc().nulls_last())
     clauses += [runs.c.start_time.desc(), runs.c.id]
     return query.order_by(*clauses)
@@ -180,6 +203,6 @@ def _decode_token(token: str | None) -> int:
         offset = json.loads(base64.urlsafe_b64decode(token.encode()))["offset"]
     except (binascii.Error, ValueError, KeyError, TypeError) as exc:
         raise InvalidInput(f"page_token {token!r} is not one this search returned") from exc
-    if not isinstance(offset, int) or offset < 0:
+    if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset < 2**62:
         raise InvalidInput(f"page_token {token!r} is not one this search returned")
     return offset

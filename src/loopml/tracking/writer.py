@@ -37,7 +37,8 @@ def store_metrics(conn: Connection, rows: Sequence[MetricRow]) -> None:
     """Insert metric points and move each run's latest values; replaying rows adds nothing."""
     if not rows:
         return
-    points = [_point(row) for row in rows]
+    # Sorted: concurrent writers on PostgreSQL then lock rows in one order (no deadlocks).
+    points = sorted(map(_point, rows), key=lambda p: (p[0], p[1]))
     insert_points, upsert_latest = _statements(conn.dialect)
     # The points go to the driver's executemany as they are: SQLAlchemy's per-row parameter
     # processing cost more than SQLite's own work on this, the hottest write path.

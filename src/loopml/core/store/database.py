@@ -127,7 +127,10 @@ def _create_engine(uri: str) -> Engine:
     try:
         if scheme == "sqlite":
             return _sqlite_engine(uri)
-        return create_engine(uri, pool_pre_ping=True)
+        # Exact float text whatever the server's default (search folds metrics in as text).
+        return create_engine(
+            uri, pool_pre_ping=True, connect_args={"options": "-c extra_float_digits=3"}
+        )
     except ArgumentError as exc:
         raise unsupported from exc
     except ModuleNotFoundError as exc:
@@ -151,6 +154,9 @@ def _sqlite_engine(uri: str) -> Engine:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA case_sensitive_like=ON")  # LIKE as on PostgreSQL; ILIKE ignores case
+        # SQLite's lower() folds ASCII only; ILIKE must ignore case in every script, as on
+        # PostgreSQL.
+        dbapi_conn.create_function("lower", 1, _lower, deterministic=True)
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.close()
 
@@ -162,6 +168,10 @@ def _sqlite_engine(uri: str) -> Engine:
         _retry_locked(lambda: conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN"))
 
     return engine
+
+
+def _lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
 
 
 def _retry_locked(begin: Any) -> None:
