@@ -181,3 +181,22 @@ def test_the_current_folder_can_be_logged(
         "plots/copy.txt",
         "plots/sub/b.txt",
     ]
+
+
+def test_a_big_folder_is_stored_whole_behind_a_progress_bar(
+    ws: Workspace,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FORCE_COLOR", "1")  # render as on a terminal: pytest captures stderr
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(artifacts.PROGRESS_MIN_FILES + 5):
+        (folder / f"f{i:04d}.txt").write_text(f"file {i}")
+    with loopml.start_run() as run:
+        run.log_artifact(folder)
+    listed = loopml.list_artifacts(run.id)
+    assert len(listed) == artifacts.PROGRESS_MIN_FILES + 5
+    assert artifacts.read_bytes(ws, run.id, "many/f0007.txt") == b"file 7"
+    assert "Storing artifacts" in capsys.readouterr().err

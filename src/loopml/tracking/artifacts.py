@@ -40,8 +40,46 @@ def log_path(
         )
     # Every name is checked before any bytes are stored, so a bad one leaves nothing behind.
     names = [clean_relpath(name, what="artifact path") for _, name in files]
-    stored = [_put(ws, path, name) for (path, _), name in zip(files, names, strict=True)]
+    pairs = [(path, name) for (path, _), name in zip(files, names, strict=True)]
+    stored = _put_all(ws, pairs)
     _record(ws, check_run_id(run_id), stored)
+    return stored
+
+
+# Below these, storing is quick enough that a progress bar would only flicker.
+PROGRESS_MIN_FILES = 200
+PROGRESS_MIN_BYTES = 64 * 2**20
+
+
+def _put_all(ws: Workspace, pairs: list[tuple[Path, str]]) -> list[ArtifactInfo]:
+    """Store files, with a Rich progress bar (files and bytes) when there is a lot to store."""
+    sizes = [path.stat().st_size for path, _ in pairs]
+    if len(pairs) < PROGRESS_MIN_FILES and sum(sizes) < PROGRESS_MIN_BYTES:
+        return [_put(ws, path, name) for path, name in pairs]
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    stored = []
+    with Progress(
+        TextColumn("Storing artifacts {task.fields[files]}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as progress:
+        task = progress.add_task("artifacts", total=sum(sizes), files=f"0/{len(pairs)}")
+        for count, ((path, name), size) in enumerate(zip(pairs, sizes, strict=True), 1):
+            stored.append(_put(ws, path, name))
+            progress.update(task, advance=size, files=f"{count}/{len(pairs)}")
     return stored
 
 
