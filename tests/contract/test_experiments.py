@@ -62,3 +62,17 @@ def test_unknown_experiment_and_view(ws: Workspace) -> None:
         experiments.delete(ws, 12345)
     with pytest.raises(InvalidInput, match="view"):
         experiments.list_all(ws, view="everything")
+
+
+def test_runs_of_a_deleted_experiment_show_only_when_asked_for_by_name(ws: Workspace) -> None:
+    from loopml.tracking import runs
+
+    with fluent.start_run("gone") as hidden:
+        pass
+    with fluent.start_run("kept") as shown:
+        pass
+    experiments.delete(ws, "gone")
+    assert [r.id for r in runs.list_runs(ws)] == [shown.id]
+    assert [r.id for r in fluent.search_runs()] == [shown.id]
+    assert [r.id for r in runs.list_runs(ws, "gone")] == [hidden.id]
+    assert [r.id for r in fluent.search_runs("gone")] == [hidden.id]

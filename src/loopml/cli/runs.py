@@ -247,10 +247,13 @@ def _ws() -> Workspace:
 
 
 def _render(found: list[RunRecord], as_json: bool) -> None:
-    from loopml.cli.output import duration, number, print_json, table, when
+    from loopml.cli.output import console, duration, number, print_json, table, when
 
     if as_json:
         print_json([r.to_dict() for r in found])
+        return
+    if not found:
+        console.print("No runs found.")
         return
     rows = []
     for r in found:

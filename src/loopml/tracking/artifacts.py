@@ -25,6 +25,7 @@ def log_path(
 
     A file lands at `<artifact_path>/<name>`; a folder keeps its own name, as `cp -r` does.
     """
+    check_run_id(run_id)
     source = Path(local).expanduser()
     if not source.exists():
         raise NotFound(f"cannot log artifact {str(source)!r}: no such file or folder")
@@ -39,10 +40,9 @@ def log_path(
             if p.is_file()
         )
     # Every name is checked before any bytes are stored, so a bad one leaves nothing behind.
-    names = [clean_relpath(name, what="artifact path") for _, name in files]
-    pairs = [(path, name) for (path, _), name in zip(files, names, strict=True)]
+    pairs = [(path, clean_relpath(name, what="artifact path")) for path, name in files]
     stored = _put_all(ws, pairs)
-    _record(ws, check_run_id(run_id), stored)
+    _record(ws, run_id, stored)
     return stored
 
 

@@ -6,9 +6,21 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from loopml.errors import InvalidInput
+
 RunStatus = Literal["RUNNING", "FINISHED", "FAILED", "KILLED"]
 RUN_STATUSES: tuple[RunStatus, ...] = ("RUNNING", "FINISHED", "FAILED", "KILLED")
 Lifecycle = Literal["active", "deleted"]
+
+
+_VIEWS: dict[str, Lifecycle | None] = {"active": "active", "deleted": "deleted", "all": None}
+
+
+def view_stage(view: str) -> Lifecycle | None:
+    """Return the lifecycle stage a listing `view` shows (None for all), or raise InvalidInput."""
+    if view not in _VIEWS:
+        raise InvalidInput(f"view {view!r} is not one of {', '.join(_VIEWS)}")
+    return _VIEWS[view]
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from loopml.core.store import insert_for, now_ms
 from loopml.core.store import schema as db
 from loopml.core.workspace import Workspace
 from loopml.errors import AlreadyExists, InvalidInput, InvalidState, NotFound
-from loopml.tracking.entities import Experiment
+from loopml.tracking.entities import Experiment, view_stage
 
 MAX_NAME = 500
 DEFAULT = "Default"
@@ -37,16 +37,7 @@ def create(ws: Workspace, name: str) -> Experiment:
 def get(ws: Workspace, ref: str | int) -> Experiment:
     """Return the experiment named `ref` (or with id `ref`), deleted ones included."""
     with ws.store.read() as conn:
-        row = _find(conn, ref)
-    if row is None:
-        raise NotFound(f"no experiment {ref!r}; `loopml experiments list` shows the existing ones")
-    return _record(row)
-
-
-def get_or_create(ws: Workspace, name: str) -> Experiment:
-    """Return the active experiment `name`, creating it if needed."""
-    with ws.store.write() as conn:
-        return _record(ensure_active(conn, name))
+        return _record(require(conn, ref))
 
 
 def ensure_active(conn: Connection, ref: str | int | None) -> Row[Any]:
@@ -59,9 +50,7 @@ def ensure_active(conn: Connection, ref: str | int | None) -> Row[Any]:
     row = _find(conn, ref)
     if row is None:
         if isinstance(ref, int):
-            raise NotFound(
-                f"no experiment {ref}; `loopml experiments list` shows the existing ones"
-            )
+            require(conn, ref)  # raises NotFound: ids are never created on demand
         name = _check_name(ref)
         now = now_ms()
         conn.execute(
@@ -81,10 +70,9 @@ def ensure_active(conn: Connection, ref: str | int | None) -> Row[Any]:
 def list_all(ws: Workspace, *, view: str = "active") -> list[Experiment]:
     """Return experiments by name; `view` is active, deleted or all."""
     query = select(db.experiments).order_by(db.experiments.c.name)
-    if view in ("active", "deleted"):
-        query = query.where(db.experiments.c.lifecycle_stage == view)
-    elif view != "all":
-        raise InvalidInput(f"view {view!r} is not one of active, deleted, all")
+    stage = view_stage(view)
+    if stage is not None:
+        query = query.where(db.experiments.c.lifecycle_stage == stage)
     with ws.store.read() as conn:
         return [_record(row) for row in conn.execute(query)]
 

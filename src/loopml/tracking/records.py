@@ -97,3 +97,9 @@ def _json_object(value: str | dict[str, str] | None) -> dict[str, str]:
         return value
     decoded: dict[str, str] = json.loads(value)
     return decoded
+
+
+def in_active_experiments() -> Any:
+    """Return a condition keeping runs whose experiment is not deleted."""
+    e = db.experiments.c
+    return db.runs.c.experiment_id.in_(select(e.id).where(e.lifecycle_stage == "active"))

@@ -32,8 +32,9 @@ from loopml.tracking.entities import (
     MetricPoint,
     RunRecord,
     RunStatus,
+    view_stage,
 )
-from loopml.tracking.records import load_records, select_runs
+from loopml.tracking.records import in_active_experiments, load_records, select_runs
 
 MAX_KEY = 250
 MAX_RUN_NAME = 250
@@ -160,14 +161,6 @@ def resume(ws: Workspace, run_id: str) -> tuple[RunRecord, int]:
     return get(ws, run_id), writers - 1
 
 
-def end(
-    ws: Workspace, run_id: str, status: RunStatus = "FINISHED", end_time: int | None = None
-) -> None:
-    """Set a run's final status and end time."""
-    with ws.store.write() as conn:
-        set_ended(conn, run_id, status, end_time)
-
-
 def set_ended(
     conn: Connection, run_id: str, status: RunStatus = "FINISHED", end_time: int | None = None
 ) -> None:
@@ -200,13 +193,15 @@ def list_runs(
         .order_by(db.runs.c.start_time.desc(), db.runs.c.id)
         .limit(limit)
     )
-    if experiment is not None:
-        query = query.where(db.runs.c.experiment_id == experiments.get(ws, experiment).id)
-    if view in ("active", "deleted"):
-        query = query.where(db.runs.c.lifecycle_stage == view)
-    elif view != "all":
-        raise InvalidInput(f"view {view!r} is not one of active, deleted, all")
+    stage = view_stage(view)
+    if stage is not None:
+        query = query.where(db.runs.c.lifecycle_stage == stage)
     with ws.store.read() as conn:
+        if experiment is not None:
+            exp_id = experiments.require(conn, experiment).id
+            query = query.where(db.runs.c.experiment_id == exp_id)
+        elif stage == "active":
+            query = query.where(in_active_experiments())
         return load_records(conn, conn.execute(query))
 
 

@@ -27,8 +27,8 @@ from loopml.core.store import schema as db
 from loopml.core.workspace import Workspace
 from loopml.errors import InvalidInput
 from loopml.tracking import experiments as experiments_
-from loopml.tracking.entities import RunList
-from loopml.tracking.records import load_records, select_runs
+from loopml.tracking.entities import RunList, view_stage
+from loopml.tracking.records import in_active_experiments, load_records, select_runs
 from loopml.tracking.search_filter import (
     ATTRIBUTES,
     And,
@@ -84,8 +84,6 @@ def search_runs(
         raise InvalidInput(
             f"max_results must be an integer from 1 to {MAX_RESULTS}, not {max_results!r}"
         )
-    if view not in ("active", "deleted", "all"):
-        raise InvalidInput(f"view {view!r} is not one of active, deleted, all")
     if filter_text is not None and not isinstance(filter_text, str):
         raise InvalidInput(f"filter must be a string, not {type(filter_text).__name__}")
     if isinstance(order_by, str):
@@ -115,10 +113,13 @@ def _query(
     """Build the SELECT of one search; kept, as dashboards repeat the same searches."""
     runs = db.runs
     query: Select[Any] = select_runs(dialect)
-    if view != "all":
-        query = query.where(runs.c.lifecycle_stage == view)
+    stage = view_stage(view)
+    if stage is not None:
+        query = query.where(runs.c.lifecycle_stage == stage)
     if experiment_ids is not None:
         query = query.where(runs.c.experiment_id.in_(experiment_ids))
+    elif stage == "active":  # runs of deleted experiments show only when asked for by name
+        query = query.where(in_active_experiments())
     expr = parse_filter(filter_text)
     if expr is not None:
         query = query.where(_compile(expr))

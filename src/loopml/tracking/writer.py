@@ -54,7 +54,10 @@ def store_metrics(conn: Connection, rows: Sequence[MetricRow]) -> None:
             latest[slot] = point
     conn.execute(
         upsert_latest,
-        [{k: v for k, v in zip(_COLUMNS, p, strict=True) if k != "seq"} for p in latest.values()],
+        [
+            {k: v for k, v in zip(_COLUMNS, latest[slot], strict=True) if k != "seq"}
+            for slot in sorted(latest)  # in key order, like every other write (no deadlocks)
+        ],
     )
 
 
@@ -118,21 +121,17 @@ class MetricWriter:
 
     def submit(self, row: MetricRow) -> None:
         """Queue one point."""
+        self.submit_many((row,))
+
+    def submit_many(self, rows: Sequence[MetricRow]) -> None:
+        """Queue points; the thread is woken early only once a full batch waits."""
         with self._pending_lock:
-            self._pending.append(row)
+            self._pending.extend(rows)
             size = len(self._pending)
         if self._thread is None:
             self._start()
         if size >= self._batch_size:
             self._wake.set()
-
-    def submit_many(self, rows: Sequence[MetricRow]) -> None:
-        """Queue several points."""
-        with self._pending_lock:
-            self._pending.extend(rows)
-        if self._thread is None:
-            self._start()
-        self._wake.set()
 
     def flush(self, then: Callable[[Connection], object] | None = None) -> None:
         """Write every pending point now, then run `then` in the same transaction.
