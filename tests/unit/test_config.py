@@ -137,22 +137,17 @@ def test_empty_environment_variables_do_not_override(
     assert settings.blob_uri == str(root / ".loopml" / "blobs")
 
 
-def test_malformed_config_toml_names_the_file(tmp_path: Path):
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [("[store\nuri = 'x'\n", "not valid TOML"), ("[store]\nuri = 5\n", "uri must be a quoted")],
+    ids=["malformed", "non-string-uri"],
+)
+def test_a_bad_config_toml_is_refused_naming_the_file(tmp_path: Path, text: str, problem: str):
     root = make_workspace(tmp_path)
     path = root / ".loopml" / "config.toml"
-    path.write_text("[store\nuri = 'x'\n", encoding="utf-8")
+    path.write_text(text, encoding="utf-8")
 
-    with pytest.raises(InvalidInput, match="not valid TOML") as raised:
-        config.load_settings(root)
-    assert str(path) in str(raised.value)
-
-
-def test_non_string_uri_in_config_toml_is_refused_naming_the_file(tmp_path: Path):
-    root = make_workspace(tmp_path)
-    path = root / ".loopml" / "config.toml"
-    path.write_text("[store]\nuri = 5\n", encoding="utf-8")
-
-    with pytest.raises(InvalidInput, match="uri") as raised:
+    with pytest.raises(InvalidInput, match=problem) as raised:
         config.load_settings(root)
     assert str(path) in str(raised.value)
 
