@@ -1,8 +1,9 @@
-"""The main job, as far as the loop exists today: train on a bundled dataset with tracking.
+"""The main job, as far as the loop exists today: versioned data, validation, tracked training.
 
-Trains a few scikit-learn models on the breast-cancer dataset that ships with scikit-learn,
-tracks each run (params, per-epoch metrics, a confusion-matrix artifact), searches the runs
-and prints the table. Everything lands in ./demo-output/.loopml, a throw-away workspace.
+Versions scikit-learn's bundled breast-cancer data as a dataset, validates a later batch of it
+against the first (an HTML report), trains a few scikit-learn models on the exact version,
+tracks each run (params, per-epoch metrics, the dataset version it read, a confusion-matrix
+artifact), searches the runs and prints the table. Everything lands in ./demo-output/.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def train(alpha: float, penalty: str, epochs: int, data: tuple) -> None:  # type
     """Train one SGD classifier epoch by epoch, logging everything a person would compare."""
     x_train, x_test, y_train, y_test = data
     with loopml.start_run(experiment="breast-cancer", run_name=f"sgd-{penalty}-{alpha:g}") as run:
+        run.log_input("breast-cancer@v1", context="training")
         run.log_params(
             {"alpha": alpha, "penalty": penalty, "epochs": epochs, "model": "SGDClassifier"}
         )
@@ -52,13 +54,53 @@ def train(alpha: float, penalty: str, epochs: int, data: tuple) -> None:  # type
         )
 
 
+def version_data() -> loopml.data.DatasetVersion:
+    """Version the data as v1, then check a later, shifted batch (v2) against it."""
+    frame = load_breast_cancer(as_frame=True).frame
+    path = OUT / "data" / "breast_cancer.csv"
+    path.parent.mkdir(parents=True)
+    frame.to_csv(path, index=False)
+    v1 = loopml.data.add(path, "breast-cancer", message="the bundled data")
+    # A later batch: the same columns, one of them measured on a new scale.
+    later = frame.sample(frac=0.8, random_state=1)
+    later["mean radius"] = later["mean radius"] * 1.3
+    later.to_csv(path, index=False)
+    loopml.data.add(path, "breast-cancer", message="a later batch")
+    loopml.data.checkout("breast-cancer@v1")  # the workspace copy back at v1
+
+    from loopml.data.compare import check
+    from loopml.data.validation_report import render_html
+
+    (result,) = check(loopml.set_workspace(OUT), "breast-cancer@v2", against="breast-cancer@v1")
+    page = render_html(
+        result.report,
+        result.current,
+        result.reference,
+        title="breast-cancer@v2 against breast-cancer@v1",
+    )
+    (OUT / "data-validation.html").write_text(page, encoding="utf-8")
+    table = Table(title="breast-cancer@v2 against @v1: columns that moved", header_style="bold")
+    for column in ("column", "method", "score", "status"):
+        table.add_column(column)
+    for row in result.report.columns:
+        if row["status"] != "ok":
+            table.add_row(
+                row["column"], row["method"] or "", f"{row['score'] or 0:.3f}", row["status"]
+            )
+    console.print(f"Versioned {v1.ref}: {v1.num_files} file, {v1.size:,} bytes")
+    console.print(table)
+    return v1
+
+
 def main() -> None:
     """Run the demo and print what a person would look at."""
     shutil.rmtree(OUT, ignore_errors=True)
     Workspace.init(OUT)
     loopml.set_workspace(OUT)
 
-    x, y = load_breast_cancer(return_X_y=True)
+    dataset = version_data()
+    frame = dataset.to_pandas()
+    x, y = frame.drop(columns="target").to_numpy(), frame["target"].to_numpy()
     x_train, x_test, y_train, y_test = train_test_split(
         x, y, test_size=0.25, random_state=0, stratify=y
     )
@@ -95,9 +137,12 @@ def main() -> None:
         loopml.set_workspace(OUT), [r.id for r in best], OUT / "report.html", title="breast-cancer"
     )
     console.print(f"Open the report with its charts of metrics over epochs: {report.resolve()}")
+    console.print(f"And the data check: {(OUT / 'data-validation.html').resolve()}")
     console.print(
         f"Explore it yourself:  cd {OUT} && ../.venv/bin/loopml runs list   "
-        f"(or: loopml runs show {champion.id[:8]}, loopml runs compare ...)"
+        f"(or: loopml runs show {champion.id[:8]}, loopml data log breast-cancer, "
+        "loopml data diff breast-cancer@v1 breast-cancer@v2, loopml data used-by "
+        "breast-cancer@v1)"
     )
 
 

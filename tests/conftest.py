@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from loopml.core import workspace as workspace_module
 from loopml.core.store import Store
 from loopml.core.workspace import Workspace
 from loopml.testing.stores import postgres_database, truncate_all
-from loopml.tracking import fluent
 from loopml.tracking.run import current_run
 
 
@@ -38,7 +38,7 @@ def ws(store_uri: str, tmp_path: Path) -> Workspace:
     root = tmp_path / "project"
     root.mkdir()
     workspace = Workspace.init(root, store_uri=store_uri)
-    fluent.set_workspace(root)
+    workspace_module.set_workspace(root)
     return workspace
 
 
@@ -48,7 +48,7 @@ def sqlite_ws(tmp_path: Path) -> Workspace:
     root = tmp_path / "sqlite-project"
     root.mkdir()
     workspace = Workspace.init(root)
-    fluent.set_workspace(root)
+    workspace_module.set_workspace(root)
     return workspace
 
 
@@ -58,11 +58,11 @@ def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for name in ("LOOPML_HOME", "LOOPML_STORE_URI", "LOOPML_BLOB_URI"):
         monkeypatch.delenv(name, raising=False)
     run_token = current_run.set(None)
-    ws_token = fluent._workspace.set(None)
+    ws_token = workspace_module._current.set(None)
     yield
     run = current_run.get()
     if run is not None and not run.ended:
         run.end()
     current_run.reset(run_token)
-    fluent._workspace.reset(ws_token)
+    workspace_module._current.reset(ws_token)
     Workspace.close_all()

@@ -24,18 +24,20 @@ _LAZY: dict[str, str] = {
     "log_artifact": _FLUENT,
     "log_dict": _FLUENT,
     "log_text": _FLUENT,
+    "log_input": _FLUENT,
     "get_run": _FLUENT,
     "get_metric_history": _FLUENT,
     "list_artifacts": _FLUENT,
     "download_artifacts": _FLUENT,
     "search_runs": _FLUENT,
-    "set_workspace": _FLUENT,
-    "use_workspace": _FLUENT,
+    "set_workspace": "loopml.core.workspace",
+    "use_workspace": "loopml.core.workspace",
     "autolog": "loopml.tracking.autolog",
     "Run": "loopml.tracking.run",
     "RunRecord": "loopml.tracking.entities",
     "Experiment": "loopml.tracking.entities",
     "Workspace": "loopml.core.workspace",
+    "data": "loopml",  # the subpackage: `loopml.data.add(...)`
 }
 
 # Kept literal for tools; a test checks it matches _LAZY.
@@ -47,6 +49,7 @@ __all__ = [
     "__version__",
     "active_run",
     "autolog",
+    "data",
     "download_artifacts",
     "end_run",
     "get_metric_history",
@@ -54,6 +57,7 @@ __all__ = [
     "list_artifacts",
     "log_artifact",
     "log_dict",
+    "log_input",
     "log_metric",
     "log_metrics",
     "log_param",
@@ -68,7 +72,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from loopml.core.workspace import Workspace
+    from loopml import data
+    from loopml.core.workspace import Workspace, set_workspace, use_workspace
     from loopml.tracking.autolog import autolog
     from loopml.tracking.entities import Experiment, RunRecord
     from loopml.tracking.fluent import (
@@ -80,6 +85,7 @@ if TYPE_CHECKING:
         list_artifacts,
         log_artifact,
         log_dict,
+        log_input,
         log_metric,
         log_metrics,
         log_param,
@@ -88,9 +94,7 @@ if TYPE_CHECKING:
         search_runs,
         set_tag,
         set_tags,
-        set_workspace,
         start_run,
-        use_workspace,
     )
     from loopml.tracking.run import Run
 
@@ -99,7 +103,11 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'loopml' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
+    value = (
+        import_module(f"loopml.{name}")
+        if module == "loopml"
+        else getattr(import_module(module), name)
+    )
     globals()[name] = value
     return value
 

@@ -1,5 +1,5 @@
 """`python -m loopml` runs the command line."""
 
-from loopml.cli.app import main
+from loopml.cli.main import main
 
 main()

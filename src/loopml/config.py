@@ -7,8 +7,10 @@ name another store or blob location; `LOOPML_STORE_URI` and `LOOPML_BLOB_URI` ov
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,6 +99,52 @@ def write_config(root: Path, *, store_uri: str | None, blob_uri: str | None) -> 
     return path
 
 
+def section(root: Path, name: str) -> dict[str, object]:
+    """Return the `[name]` table of the workspace's config.toml (empty when absent)."""
+    return _read_config(root / DIRNAME / CONFIG_FILE).get(name, {})
+
+
+def update_config(root: Path, change: Callable[[dict[str, dict[str, object]]], None]) -> None:
+    """Apply `change` to the workspace's config tables and write the file back."""
+    path = root / DIRNAME / CONFIG_FILE
+    tables = _read_config(path)
+    change(tables)
+    lines = ["# LoopML workspace settings; LOOPML_STORE_URI and LOOPML_BLOB_URI override them."]
+    for name, table in tables.items():
+        lines += _toml_table([name], table)
+    tmp = path.with_name(f"{CONFIG_FILE}.{os.getpid()}.tmp")
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    tmp.chmod(0o600)
+    tmp.replace(path)
+
+
+def _toml_table(names: list[str], table: dict[str, object]) -> list[str]:
+    scalars = {k: v for k, v in table.items() if not isinstance(v, dict)}
+    lines = [f"[{'.'.join(_toml_key(n) for n in names)}]"]
+    for key, value in scalars.items():
+        lines.append(f"{_toml_key(key)} = {_toml_value(value)}")
+    for key, value in table.items():
+        if isinstance(value, dict):
+            lines += _toml_table([*names, key], value)
+    return lines
+
+
+def _toml_key(key: str) -> str:
+    return key if key.replace("-", "").replace("_", "").isalnum() else _toml_string(key)
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return _toml_string(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise InvalidInput(f"cannot write {value!r} to config.toml: not a string, number or list")
+
+
 def _read_config(path: Path) -> dict[str, dict[str, object]]:
     if not path.exists():
         return {}
@@ -115,4 +163,4 @@ def _uri(config: dict[str, dict[str, object]], section: str, path: Path) -> str 
 
 
 def _toml_string(value: str) -> str:
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return json.dumps(value, ensure_ascii=False)  # a JSON string is a TOML basic string

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import loopml
+from loopml.core import progress
 from loopml.core.workspace import Workspace
 from loopml.errors import AlreadyExists, IntegrityError, InvalidInput, NotFound
 from loopml.tracking import artifacts
@@ -192,11 +193,11 @@ def test_a_big_folder_is_stored_whole_behind_a_progress_bar(
     monkeypatch.setenv("FORCE_COLOR", "1")  # render as on a terminal: pytest captures stderr
     folder = tmp_path / "many"
     folder.mkdir()
-    for i in range(artifacts.PROGRESS_MIN_FILES + 5):
+    for i in range(progress.MIN_FILES + 5):
         (folder / f"f{i:04d}.txt").write_text(f"file {i}")
     with loopml.start_run() as run:
         run.log_artifact(folder)
     listed = loopml.list_artifacts(run.id)
-    assert len(listed) == artifacts.PROGRESS_MIN_FILES + 5
+    assert len(listed) == progress.MIN_FILES + 5
     assert artifacts.read_bytes(ws, run.id, "many/f0007.txt") == b"file 7"
     assert "Storing artifacts" in capsys.readouterr().err

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,7 +61,7 @@ def test_unknown_protocol_says_so() -> None:
         storage_from_uri("nosuchproto://bucket/blobs")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("s3fs") is not None, reason="s3fs is installed")
-def test_s3_without_s3fs_says_which_extra_to_install() -> None:
+def test_s3_without_s3fs_says_which_extra_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "s3fs", None)  # as if the extra were not installed
     with pytest.raises(InvalidInput, match=r"pip install 'loopml\[s3\]'"):
         FsspecStorage("s3://bucket/blobs")

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from loopml.cli import experiments, runs
+from loopml.cli import data, experiments, runs
 from loopml.errors import LoopMLError
 
 app = typer.Typer(
@@ -24,6 +24,7 @@ app = typer.Typer(
 )
 app.add_typer(experiments.app, name="experiments")
 app.add_typer(runs.app, name="runs")
+app.add_typer(data.app, name="data")
 
 _debug: ContextVar[bool] = ContextVar("loopml_cli_debug", default=False)
 
@@ -53,6 +54,36 @@ def init(
     console.print(f"Initialised LoopML workspace in {ws.settings.dir}")
     console.print(f"  store: {ws.store.engine.url.render_as_string(hide_password=True)}")
     console.print(f"  blobs: {ws.settings.blob_uri}")
+
+
+@app.command()
+def gc(
+    force: Annotated[
+        bool, typer.Option("--force", help="Remove them (without it, only list them).")
+    ] = False,
+) -> None:
+    """Find blobs that no dataset version, run or model references; --force removes them."""
+    from loopml.cli.data import size_text
+    from loopml.cli.output import console
+    from loopml.core.gc import collect
+    from loopml.core.workspace import Workspace
+
+    found = collect(Workspace.open(), force=force)
+    count, size = len(found.unreferenced), size_text(found.bytes)
+    if force:
+        console.print(
+            f"Removed {count} unreferenced blob(s), {size}"
+            + (
+                f", and {found.stale_temp_files} stale temp file(s)"
+                if found.stale_temp_files
+                else ""
+            )
+        )
+    else:
+        console.print(
+            f"{count} unreferenced blob(s), {size}; nothing removed "
+            "(dry run): run `loopml gc --force` to remove them"
+        )
 
 
 def main() -> None:

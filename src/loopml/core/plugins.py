@@ -13,6 +13,13 @@ from typing import Any
 # Called with the Workspace when a process opens it and its journal folder is not empty.
 JOURNAL_REPLAY: tuple[str, ...] = ("loopml.tracking.recovery:replay_abandoned",)
 
+# Called with the Workspace by garbage collection; each returns the set of blob digests its
+# layer still points at. Registry and pipeline outputs add theirs here.
+BLOB_REFERENCES: tuple[str, ...] = (
+    "loopml.tracking.artifacts:referenced_digests",
+    "loopml.data.versions:referenced_digests",
+)
+
 
 def resolve(reference: str) -> Any:
     """Import and return the object named by `"package.module:attribute"`."""

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import atexit
+import fcntl
 import logging
 import os
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -139,6 +142,20 @@ class Workspace:
         ws = cls._default
         return ws if ws is not None and cls._open.get(ws.root) is ws else None
 
+    @contextmanager
+    def blob_lock(self, *, exclusive: bool = False) -> Iterator[None]:
+        """Hold the workspace's blob lock: shared while storing blobs that rows will point
+        at, exclusive while garbage collection decides what nothing points at.
+
+        It is a file lock, so it orders processes on this machine only.
+        """
+        fd = os.open(self.settings.dir / "blobs.lock", os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)
+
     def component(self, key: str, factory: Callable[[Workspace], T]) -> T:
         """Return this workspace's `key` component, making it with `factory` the first time."""
         with self._components_lock:
@@ -170,3 +187,33 @@ class Workspace:
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.root)!r})"
+
+
+_current: ContextVar[Workspace | None] = ContextVar("loopml_workspace", default=None)
+
+
+def set_workspace(path: Path | str | None = None) -> Workspace:
+    """Use the workspace at or above `path` for API calls in this process, and return it.
+
+    It applies to every thread; `use_workspace` narrows the choice to one context.
+    """
+    ws = Workspace.open(path)
+    Workspace.set_default(ws)
+    return ws
+
+
+def use_workspace(path: Path | str | None = None) -> Workspace:
+    """Use the workspace at or above `path` for API calls in this context only."""
+    ws = Workspace.open(path)
+    _current.set(ws)
+    return ws
+
+
+def workspace() -> Workspace:
+    """Return the workspace of API calls: this context's, the process's, or the cwd's.
+
+    With no workspace above the current folder, one is created here (logged as a warning), so
+    a script works with zero setup; the CLI instead refuses and says to run `loopml init`.
+    """
+    ws = _current.get() or Workspace.default()
+    return ws if ws is not None else Workspace.open(create=True)

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, or_, select
 
 from loopml.core.paths import clean_relpath, safe_join
+from loopml.core.progress import file_progress
 from loopml.core.store import insert_for, now_ms
 from loopml.core.store import schema as db
 from loopml.core.workspace import Workspace
@@ -41,55 +42,37 @@ def log_path(
         )
     # Every name is checked before any bytes are stored, so a bad one leaves nothing behind.
     pairs = [(path, clean_relpath(name, what="artifact path")) for path, name in files]
-    stored = _put_all(ws, pairs)
-    _record(ws, run_id, stored)
+    with ws.blob_lock():  # garbage collection waits until the rows point at the blobs
+        stored = _put_all(ws, pairs)
+        _record(ws, run_id, stored)
     return stored
 
 
-# Below these, storing is quick enough that a progress bar would only flicker.
-PROGRESS_MIN_FILES = 200
-PROGRESS_MIN_BYTES = 64 * 2**20
-
-
 def _put_all(ws: Workspace, pairs: list[tuple[Path, str]]) -> list[ArtifactInfo]:
-    """Store files, with a Rich progress bar (files and bytes) when there is a lot to store."""
+    """Store files, with a progress bar (files and bytes) when there is a lot to store."""
     sizes = [path.stat().st_size for path, _ in pairs]
-    if len(pairs) < PROGRESS_MIN_FILES and sum(sizes) < PROGRESS_MIN_BYTES:
-        return [_put(ws, path, name) for path, name in pairs]
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
     stored = []
-    with Progress(
-        TextColumn("Storing artifacts {task.fields[files]}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as progress:
-        task = progress.add_task("artifacts", total=sum(sizes), files=f"0/{len(pairs)}")
-        for count, ((path, name), size) in enumerate(zip(pairs, sizes, strict=True), 1):
+    with file_progress("Storing artifacts", len(pairs), sum(sizes)) as advance:
+        for (path, name), size in zip(pairs, sizes, strict=True):
             stored.append(_put(ws, path, name))
-            progress.update(task, advance=size, files=f"{count}/{len(pairs)}")
+            advance(1, size)
     return stored
 
 
 def log_bytes(ws: Workspace, run_id: str, data: bytes, artifact_file: str) -> ArtifactInfo:
     """Store bytes as the artifact `artifact_file`."""
     name = clean_relpath(artifact_file, what="artifact file")
-    blob = ws.blobs.put_bytes(data)
-    info = ArtifactInfo(name, blob.digest, blob.size)
-    _record(ws, check_run_id(run_id), [info])
+    with ws.blob_lock():
+        blob = ws.blobs.put_bytes(data)
+        info = ArtifactInfo(name, blob.digest, blob.size)
+        _record(ws, check_run_id(run_id), [info])
     return info
+
+
+def referenced_digests(ws: Workspace) -> set[str]:
+    """Return the digest of every blob a run's artifact points at (for garbage collection)."""
+    with ws.store.read() as conn:
+        return set(conn.execute(select(db.artifacts.c.digest).distinct()).scalars())
 
 
 def log_dict(ws: Workspace, run_id: str, obj: Any, artifact_file: str) -> ArtifactInfo:

@@ -7,44 +7,17 @@ thread starts with no current run: hand it the `Run` object and call its methods
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from loopml.core.workspace import Workspace
+from loopml.core.workspace import workspace
 from loopml.errors import InvalidInput, InvalidState
 from loopml.tracking import artifacts, context, runs
 from loopml.tracking.entities import ArtifactInfo, MetricPoint, RunList, RunRecord, RunStatus
 from loopml.tracking.run import Run, current_run, tracker
 
-_workspace: ContextVar[Workspace | None] = ContextVar("loopml_workspace", default=None)
-
-
-def set_workspace(path: Path | str | None = None) -> Workspace:
-    """Use the workspace at or above `path` for fluent calls in this process, and return it.
-
-    It applies to every thread; `use_workspace` narrows the choice to one context.
-    """
-    ws = Workspace.open(path)
-    Workspace.set_default(ws)
-    return ws
-
-
-def use_workspace(path: Path | str | None = None) -> Workspace:
-    """Use the workspace at or above `path` for fluent calls in this context only."""
-    ws = Workspace.open(path)
-    _workspace.set(ws)
-    return ws
-
-
-def workspace() -> Workspace:
-    """Return the workspace of fluent calls: this context's, the process's, or the cwd's.
-
-    With no workspace above the current folder, one is created here (logged as a warning), so
-    a script works with zero setup; the CLI instead refuses and says to run `loopml init`.
-    """
-    ws = _workspace.get() or Workspace.default()
-    return ws if ws is not None else Workspace.open(create=True)
+if TYPE_CHECKING:
+    from loopml.data.entities import DatasetVersion
 
 
 def start_run(
@@ -155,6 +128,11 @@ def log_dict(obj: Any, artifact_file: str) -> ArtifactInfo:
 def log_text(text: str, artifact_file: str) -> ArtifactInfo:
     """Store text as an artifact of the current run."""
     return _require_run().log_text(text, artifact_file)
+
+
+def log_input(dataset: DatasetVersion | str, context: str = "") -> DatasetVersion:
+    """Record that the current run read a dataset version; return the version."""
+    return _require_run().log_input(dataset, context)
 
 
 def get_run(run_id: str) -> RunRecord:

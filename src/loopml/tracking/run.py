@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from contextvars import ContextVar, Token
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loopml.core.journal import Journal
 from loopml.core.workspace import Workspace
@@ -19,6 +19,9 @@ from loopml.errors import InvalidInput, InvalidState
 from loopml.tracking import artifacts, runs
 from loopml.tracking.entities import ArtifactInfo, MetricPoint, RunRecord, RunStatus
 from loopml.tracking.writer import MetricRow, MetricWriter, format_line
+
+if TYPE_CHECKING:
+    from loopml.data.entities import DatasetVersion
 
 log = logging.getLogger("loopml")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -173,6 +176,24 @@ class Run:
         if not isinstance(text, str):
             raise InvalidInput(f"log_text takes a str, not {type(text).__name__}")
         return artifacts.log_bytes(self.ws, self.id, text.encode(), artifact_file)
+
+    def log_input(self, dataset: DatasetVersion | str, context: str = "") -> DatasetVersion:
+        """Record that this run read a dataset version (a DatasetVersion or a ref like
+        'churn@v2'); return the version, so `run.log_input("churn@latest")` pins it."""
+        from loopml.data import versions
+
+        self._check_open()
+        if isinstance(dataset, str):
+            dataset = versions.get(self.ws, dataset)
+        elif not hasattr(dataset, "manifest_digest"):
+            raise InvalidInput(
+                f"log_input takes a dataset version or a ref like 'churn@v2', not "
+                f"{type(dataset).__name__}"
+            )
+        if len(context) > 64:
+            raise InvalidInput(f"input context {context[:20]!r}... is over 64 characters")
+        versions.log_input(self.ws, self.id, dataset, context)
+        return dataset
 
     def metric_history(self, key: str) -> list[MetricPoint]:
         """Return every stored point of a metric, including ones logged a moment ago."""

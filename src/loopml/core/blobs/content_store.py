@@ -14,7 +14,7 @@ from loopml.core.blobs.digest import (
     digest_bytes,
     digest_file,
 )
-from loopml.core.blobs.local import make_dirs, write_atomically
+from loopml.core.blobs.local import LocalStorage, make_dirs, write_atomically
 from loopml.core.blobs.storage import BlobStorage
 from loopml.errors import IntegrityError, InvalidInput, NotFound
 
@@ -75,6 +75,28 @@ class ContentStore:
             ) from None
         return Blob(digest, size)
 
+    def ingest_file(self, path: Path, *, durable: bool = True) -> Blob:
+        """Store the file at `path`, reading it once; return the Blob of the bytes stored.
+
+        With `durable=False` on a local storage, call `sync()` before anything points at it.
+        """
+        if isinstance(self.storage, LocalStorage):
+            digest, size = self.storage.ingest(path, durable=durable)
+            return Blob(digest, size)
+        return self.put_file(path)
+
+    def has(self, blob: Blob) -> bool:
+        """Return True if `blob` is stored whole (a stored blob of the wrong size was damaged)."""
+        try:
+            return self.storage.size(blob.digest) == blob.size
+        except NotFound:
+            return False
+
+    def sync(self) -> None:
+        """Make blobs stored with `durable=False` durable (one filesystem flush)."""
+        if isinstance(self.storage, LocalStorage):
+            self.storage.sync()
+
     def exists(self, digest: str) -> bool:
         """Return True if the blob `digest` is stored."""
         return self.storage.exists(check_digest(digest))
@@ -92,7 +114,7 @@ class ContentStore:
             raise _corrupted(digest, actual)
         return data
 
-    def copy_to(self, digest: str, dest: Path) -> Path:
+    def copy_to(self, digest: str, dest: Path, *, durable: bool = True) -> Path:
         """Write blob `digest` to `dest`, verified before it appears there; return `dest`."""
         check_digest(digest)
         dest = Path(dest)
@@ -105,7 +127,7 @@ class ContentStore:
                 if actual != digest:
                     raise _corrupted(digest, actual)
 
-            write_atomically(dest, fill)
+            write_atomically(dest, fill, durable=durable)
         return dest
 
     def verify(self, digest: str) -> None:

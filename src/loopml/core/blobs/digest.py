@@ -22,7 +22,7 @@ class StreamingDigest:
     def __init__(self) -> None:
         self._hasher = blake3.blake3()
 
-    def update(self, data: bytes) -> None:
+    def update(self, data: bytes | memoryview) -> None:
         """Feed more bytes into the digest."""
         self._hasher.update(data)
 

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import itertools
 import os
-import secrets
 import shutil
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from loopml.core.blobs.digest import CHUNK_SIZE, DIGEST_PREFIX, digest_hex
+from loopml.core.blobs.digest import (
+    CHUNK_SIZE,
+    DIGEST_PREFIX,
+    StreamingDigest,
+    digest_bytes,
+    digest_hex,
+)
 from loopml.errors import NotFound
 
 TEMP_PREFIX = ".tmp-"
@@ -29,24 +36,64 @@ def fsync_dir(folder: Path) -> None:
 
 
 def write_atomically(
-    dest: Path, fill: Callable[[BinaryIO], object], *, mode: int | None = None
+    dest: Path,
+    fill: Callable[[BinaryIO], object],
+    *,
+    mode: int | None = None,
+    durable: bool = True,
 ) -> None:
-    """Write `dest` via a temp file in its folder: fill, fsync, chmod, rename, fsync folder."""
-    tmp = dest.with_name(f"{TEMP_PREFIX}{secrets.token_hex(8)}")
+    """Write `dest` via a temp file in its folder: fill, fsync, chmod, rename, fsync folder.
+
+    With `durable=False` the fsyncs are left to one `sync_filesystem` call after a batch.
+    """
+    tmp = _filled_temp(dest.parent, fill, mode=mode, durable=durable)
+    _publish(tmp, dest, durable=durable)
+
+
+def _filled_temp(
+    folder: Path, fill: Callable[[BinaryIO], object], *, mode: int | None, durable: bool
+) -> Path:
+    """Return a new temp file in `folder` holding what `fill` wrote (fsynced when durable)."""
+    tmp = folder / f"{TEMP_PREFIX}{os.urandom(8).hex()}"
     # O_EXCL gives each writer its own temp file, so concurrent writers never share bytes.
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
     try:
         with os.fdopen(fd, "wb") as out:
             fill(out)
             out.flush()
-            os.fsync(out.fileno())
+            if durable:
+                os.fsync(out.fileno())
         if mode is not None:
             tmp.chmod(mode)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def _publish(tmp: Path, dest: Path, *, durable: bool) -> None:
+    """Rename a filled temp file to `dest` (then fsync the folder when durable)."""
+    try:
         tmp.replace(dest)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    fsync_dir(dest.parent)
+    if durable:
+        fsync_dir(dest.parent)
+
+
+def sync_filesystem(folder: Path) -> None:
+    """Flush every write to the filesystem holding `folder`: one call ends a batch of writes."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            if ctypes.CDLL(None, use_errno=True).syncfs(fd) == 0:
+                return
+        finally:
+            os.close(fd)
+    os.sync()  # other systems: flush everything
 
 
 def make_dirs(folder: Path) -> None:
@@ -72,23 +119,65 @@ class LocalStorage:
     def __repr__(self) -> str:
         return f"LocalStorage({str(self.root)!r})"
 
-    def _path(self, key: str) -> Path:
+    def path_of(self, key: str) -> Path:
+        """Return the file that holds (or would hold) `key`; link to it, never write to it."""
         hex_digits = digest_hex(key)
         return self.root / hex_digits[:2] / hex_digits[2:]
 
-    def _write(self, key: str, fill: Callable[[BinaryIO], object]) -> None:
+    _path = path_of
+
+    def _write(self, key: str, fill: Callable[[BinaryIO], object], *, durable: bool = True) -> None:
         dest = self._path(key)
         make_dirs(dest.parent)
-        write_atomically(dest, fill, mode=0o444)
+        write_atomically(dest, fill, mode=0o444, durable=durable)
 
     def put_file(self, key: str, src: Path) -> None:
         """Store the bytes of `src` under `key`."""
         with Path(src).open("rb") as f:
             self._write(key, lambda out: shutil.copyfileobj(f, out, CHUNK_SIZE))
 
-    def put_bytes(self, key: str, data: bytes) -> None:
+    def put_bytes(self, key: str, data: bytes, *, durable: bool = True) -> None:
         """Store `data` under `key`."""
-        self._write(key, lambda out: out.write(data))
+        self._write(key, lambda out: out.write(data), durable=durable)
+
+    def ingest(self, src: Path, *, durable: bool = True) -> tuple[str, int]:
+        """Copy `src` in, hashing the bytes as they are copied (one read); return (key, size).
+
+        The key is the digest of exactly the bytes stored, so a file that changes while it is
+        copied can never be stored under a wrong key.
+        """
+        with Path(src).open("rb", buffering=0) as f:
+            if os.fstat(f.fileno()).st_size < _PIPELINE_CHUNK:
+                data = f.read()
+                key = digest_bytes(data)
+                if not self._has(key, len(data)):
+                    self.put_bytes(key, data, durable=durable)
+                return key, len(data)
+            make_dirs(self.root)
+            result: list[tuple[str, int]] = []
+
+            def fill(out: BinaryIO) -> None:
+                result.append(_copy_hashing(f, out))
+
+            tmp = _filled_temp(self.root, fill, mode=0o444, durable=durable)
+        key, size = result[0]
+        if self._has(key, size):
+            tmp.unlink()
+        else:
+            make_dirs(self._path(key).parent)
+            _publish(tmp, self._path(key), durable=durable)
+        return key, size
+
+    def _has(self, key: str, size: int) -> bool:
+        """Return True if `key` is stored whole (a blob of the wrong size was damaged)."""
+        try:
+            return self._path(key).stat().st_size == size
+        except FileNotFoundError:
+            return False
+
+    def sync(self) -> None:
+        """Make every blob written with `durable=False` durable."""
+        sync_filesystem(self.root)
 
     def open(self, key: str) -> BinaryIO:
         """Return a binary reader for `key`; raise NotFound if it is not stored."""
@@ -124,3 +213,29 @@ class LocalStorage:
         """Remove `key`; a key that is not stored is not an error."""
         # No folder fsync: a delete lost in a crash only leaves a blob a later GC removes again.
         self._path(key).unlink(missing_ok=True)
+
+
+_PIPELINE_CHUNK = 4 << 20
+
+
+def _copy_hashing(src: BinaryIO, out: BinaryIO) -> tuple[str, int]:
+    """Copy `src` to `out`, hashing each chunk while the previous one is written."""
+    hasher = StreamingDigest()
+    buffers = (bytearray(_PIPELINE_CHUNK), bytearray(_PIPELINE_CHUNK))
+    size = 0
+    from concurrent.futures import ThreadPoolExecutor
+
+    # Hashing and writing both release the GIL: overlapped, the copy costs about one pass.
+    with ThreadPoolExecutor(1) as writer:
+        pending = None
+        for buffer in itertools.cycle(buffers):
+            n = src.readinto(buffer)  # type: ignore[attr-defined]
+            if pending is not None:
+                pending.result()
+            if not n:
+                break
+            chunk = memoryview(buffer)[:n]
+            pending = writer.submit(out.write, chunk)
+            hasher.update(chunk)
+            size += n
+    return hasher.digest(), size

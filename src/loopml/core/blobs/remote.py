@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import secrets
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -70,7 +70,7 @@ class FsspecStorage:
             return
         folder = path.rsplit("/", 1)[0]
         self._fs.makedirs(folder, exist_ok=True)
-        tmp = f"{folder}/{TEMP_PREFIX}{secrets.token_hex(8)}"
+        tmp = f"{folder}/{TEMP_PREFIX}{os.urandom(8).hex()}"
         try:
             write(tmp)
             self._fs.mv(tmp, path)

@@ -20,6 +20,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -143,6 +144,67 @@ class Artifact(Base):
     created_at: Mapped[int] = mapped_column(BigInteger)
 
 
+class Dataset(Base):
+    """A named, versioned collection of files."""
+
+    __tablename__ = "datasets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class DatasetVersion(Base):
+    """An immutable version of a dataset: the digest of its manifest blob and a summary."""
+
+    __tablename__ = "dataset_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    # The manifest lists (path, digest, size, mode) of every file; it is a blob itself.
+    manifest_digest: Mapped[str] = mapped_column(String(71))
+    # Column profiles of the CSV and Parquet files, a JSON blob; None when there are none.
+    profile_digest: Mapped[str | None] = mapped_column(String(71))
+    kind: Mapped[str] = mapped_column(String(8))  # "file" or "folder"
+    source: Mapped[str] = mapped_column(String(1000))  # the path it was added from
+    num_files: Mapped[int] = mapped_column(BigInteger)
+    size: Mapped[int] = mapped_column(BigInteger)
+    message: Mapped[str] = mapped_column(Text, default="")
+    user: Mapped[str] = mapped_column(String(250), default="")
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (UniqueConstraint("dataset_id", "version"),)
+
+
+class DatasetTag(Base):
+    """A movable name for one version of a dataset (`churn@prod`)."""
+
+    __tablename__ = "dataset_tags"
+
+    dataset_id: Mapped[int] = mapped_column(
+        ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(200), primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("dataset_versions.id", ondelete="CASCADE"))
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class RunInput(Base):
+    """A dataset version a run read: the lineage link from runs back to data."""
+
+    __tablename__ = "run_inputs"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    version_id: Mapped[int] = mapped_column(
+        ForeignKey("dataset_versions.id", ondelete="CASCADE"), primary_key=True
+    )
+    context: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_run_inputs_version", "version_id"),)
+
+
 # Core tables, for the statements on hot paths (no ORM unit of work involved).
 experiments = cast(Table, Experiment.__table__)
 runs = cast(Table, Run.__table__)
@@ -151,3 +213,7 @@ tags = cast(Table, Tag.__table__)
 metrics = cast(Table, Metric.__table__)
 latest_metrics = cast(Table, LatestMetric.__table__)
 artifacts = cast(Table, Artifact.__table__)
+datasets = cast(Table, Dataset.__table__)
+dataset_versions = cast(Table, DatasetVersion.__table__)
+dataset_tags = cast(Table, DatasetTag.__table__)
+run_inputs = cast(Table, RunInput.__table__)

@@ -1,0 +1,230 @@
+"""Putting a version's files in place: reflink where the filesystem can, else a verified copy.
+
+Hardlinks and symlinks to the blob store are opt-in (`[data] link = "hardlink,copy"` in
+`.loopml/config.toml`). Linked files are read-only, because an edit through a link would
+change the stored blob itself; copies and reflinks are independent and stay writable.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from loopml import config
+from loopml.core.blobs import Blob, ContentStore, LocalStorage
+from loopml.core.blobs.local import make_dirs
+from loopml.core.paths import safe_join
+from loopml.core.progress import file_progress
+from loopml.core.workspace import Workspace
+from loopml.data import tracked
+from loopml.data.changes import compare
+from loopml.data.entities import DatasetVersion
+from loopml.data.ingest import JOBS
+from loopml.data.manifest import FileEntry
+from loopml.data.stat_cache import StatCache
+from loopml.data.versions import load_manifest
+from loopml.errors import InvalidInput
+
+LINK_TYPES = ("reflink", "hardlink", "symlink", "copy")
+DEFAULT_LINKS = ("reflink", "copy")
+# Errors that mean "this filesystem cannot make this link here": try the next link type.
+_CANNOT_LINK = frozenset(
+    (
+        errno.EXDEV,
+        errno.EOPNOTSUPP,
+        errno.ENOTTY,
+        errno.EINVAL,
+        errno.EPERM,
+        errno.EMLINK,
+        errno.ENOSYS,
+    )
+)
+_FICLONE = 0x40049409  # Linux ioctl: share the source's extents (Btrfs, XFS, OCFS2)
+
+
+@dataclass(frozen=True)
+class CheckoutResult:
+    """Where a version was put and how many files were written, kept and removed."""
+
+    path: Path
+    written: int
+    kept: int
+    removed: int
+
+
+def link_types(root: Path) -> tuple[str, ...]:
+    """Return the configured link types, in the order they are tried."""
+    value = config.section(root, "data").get("link", ",".join(DEFAULT_LINKS))
+    types = tuple(t.strip() for t in str(value).split(",") if t.strip())
+    unknown = [t for t in types if t not in LINK_TYPES]
+    if unknown or not types:
+        raise InvalidInput(
+            f"[data] link = {value!r} in config.toml is not valid; use a comma-separated "
+            f"list of {', '.join(LINK_TYPES)} (e.g. 'reflink,copy')"
+        )
+    return types
+
+
+def checkout(
+    ws: Workspace, version: DatasetVersion, to: Path | None = None, *, force: bool = False
+) -> CheckoutResult:
+    """Make `to` (default: the path the version was added from) hold exactly `version`'s files.
+
+    Files that already match are kept. Work that no version holds (files edited or created
+    since the path's last add or checkout) is only replaced or removed with `force`.
+    """
+    manifest = version.manifest()
+    dest = _destination(ws, version, to)
+    baseline = tracked.load(ws.settings.dir).get(tracked.key_for(ws.root, dest))
+    cache = StatCache(ws.settings.dir)
+    try:
+        changes = compare(dest, manifest, cache)
+        if baseline is not None and baseline.manifest != version.manifest_digest:
+            local = compare(dest, load_manifest(ws, baseline.manifest), cache)
+        else:
+            local = changes
+    finally:
+        cache.close()
+    # At risk: what checkout would overwrite or remove that the recorded version lacks.
+    replaced = set(changes.changed) | set(changes.added)
+    at_risk = sorted(replaced & (set(local.changed) | set(local.added)))
+    if at_risk and not force:
+        shown = ", ".join(at_risk[:5]) + (" ..." if len(at_risk) > 5 else "")
+        raise InvalidInput(
+            f"{dest} holds {len(at_risk)} file(s) that no version has ({shown}); they would "
+            "be lost: save them with `loopml data add`, or use --force"
+        )
+    links = link_types(ws.root)
+    if manifest.kind == "file":
+        if dest.is_dir():
+            raise InvalidInput(f"{dest} is a folder; {version.ref} is a file: give a file path")
+        pairs = [(dest, manifest.files[0])] if not changes.clean else []
+    else:
+        if dest.exists() and not dest.is_dir():
+            raise InvalidInput(f"{dest} is a file; {version.ref} is a folder: give a folder path")
+        for relpath in changes.added:
+            safe_join(dest, relpath).unlink()
+        make_dirs(dest)
+        wanted = set(changes.changed) | set(changes.removed)
+        pairs = [
+            (safe_join(dest, e.path, what="manifest path"), e)
+            for e in manifest.files
+            if e.path in wanted
+        ]
+    _write_files(ws, pairs, links)
+    if changes.added:
+        _prune_empty_folders(dest)
+    if dest.is_relative_to(ws.root) and not dest.is_relative_to(ws.settings.dir):
+        key = tracked.key_for(ws.root, dest)
+        tracked.record(
+            ws.settings.dir,
+            tracked.Tracked(
+                key, version.name, version.version, version.manifest_digest, manifest.kind
+            ),
+        )
+    return CheckoutResult(dest, len(pairs), len(manifest.files) - len(pairs), len(changes.added))
+
+
+def _destination(ws: Workspace, version: DatasetVersion, to: Path | None) -> Path:
+    if to is not None:
+        dest = Path(os.path.abspath(to))
+        if version.kind == "file" and (dest.is_dir() or str(to).endswith("/")):
+            dest = dest / version.manifest().files[0].path
+        return dest
+    for key, entry in tracked.load(ws.settings.dir).items():
+        if entry.dataset == version.name:
+            return tracked.location(ws.root, key)
+    return tracked.location(ws.root, version.source)
+
+
+def materialize(ws: Workspace, version: DatasetVersion) -> Path:
+    """Return a read-only local copy of `version`, made once under `.loopml/checkouts/`."""
+    manifest = version.manifest()
+    home = ws.settings.dir / "checkouts" / version.manifest_digest.split(":", 1)[1][:32]
+    done = home / ".complete"
+    if not done.exists():
+        lock_fd = os.open(ws.settings.dir / "checkouts.lock", os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            if not done.exists():
+                shutil.rmtree(home, ignore_errors=True)
+                files = home / "files"
+                _write_files(ws, [(files / e.path, e) for e in manifest.files], link_types(ws.root))
+                for entry in manifest.files:
+                    (files / entry.path).chmod(entry.mode & 0o555)
+                done.touch()
+        finally:
+            os.close(lock_fd)
+    files = home / "files"
+    return files / manifest.files[0].path if manifest.kind == "file" else files
+
+
+def _write_files(
+    ws: Workspace, pairs: list[tuple[Path, FileEntry]], links: tuple[str, ...]
+) -> None:
+    total = sum(entry.size for _, entry in pairs)
+    umask = os.umask(0)  # read once here: setting it back and forth is not thread-safe
+    os.umask(umask)
+    with file_progress("Checking out", len(pairs), total) as advance:
+
+        def one(pair: tuple[Path, FileEntry]) -> None:
+            dest, entry = pair
+            make_dirs(dest.parent)
+            _place(ws.blobs, entry, dest, links, umask)
+            advance(1, entry.size)
+
+        with ThreadPoolExecutor(JOBS) as pool:
+            list(pool.map(one, pairs))
+
+
+def _place(
+    blobs: ContentStore, entry: FileEntry, dest: Path, links: tuple[str, ...], umask: int
+) -> None:
+    """Put blob `entry.digest` at `dest` with the first link type that works."""
+    tmp = dest.with_name(f".loopml-{os.urandom(6).hex()}-{dest.name}"[:255])
+    storage = blobs.storage
+    source = storage.path_of(entry.digest) if isinstance(storage, LocalStorage) else None
+    if source is not None and not blobs.has(Blob(entry.digest, entry.size)):
+        source = None  # missing or damaged: the verified copy says which, and how to fix it
+    try:
+        for link in links:
+            if link == "copy":
+                blobs.copy_to(entry.digest, tmp, durable=False)
+                tmp.chmod(entry.mode & ~umask)
+                break
+            if source is not None and _link(link, source, tmp, entry.mode & ~umask):
+                break
+        tmp.replace(dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _link(kind: str, source: Path, tmp: Path, mode: int) -> bool:
+    """Try one link type; return False when this filesystem cannot do it."""
+    try:
+        if kind == "reflink":
+            with source.open("rb") as src, tmp.open("wb") as out:
+                fcntl.ioctl(out.fileno(), _FICLONE, src.fileno())
+            tmp.chmod(mode)
+        elif kind == "hardlink":
+            os.link(source, tmp)  # the blob is read-only, and so is this name for it
+        else:
+            tmp.symlink_to(source)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.errno in _CANNOT_LINK:
+            return False
+        raise
+    return True
+
+
+def _prune_empty_folders(root: Path) -> None:
+    for folder, _subfolders, _files in os.walk(root, topdown=False):
+        if Path(folder) != root and not any(Path(folder).iterdir()):
+            Path(folder).rmdir()
