@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import fsspec
 import pytest
 
 from loopml.core import workspace as workspace_module
@@ -20,6 +23,27 @@ def postgres_url() -> Iterator[str]:
     with postgres_database() as url:
         Store.open(url).close()
         yield url
+
+
+@pytest.fixture(scope="session")
+def s3_options() -> Iterator[dict[str, Any]]:
+    """Storage options for a moto S3 server on a free loopback port, with a bucket made."""
+    # Imported here so a test environment without the test extra fails these tests loudly.
+    from moto.server import ThreadedMotoServer
+
+    # Its server logs a line per request, which would bury the output of a failing test.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    options: dict[str, Any] = {
+        "endpoint_url": f"http://{host}:{port}",
+        "key": "testing",
+        "secret": "testing",
+    }
+    fsspec.filesystem("s3", **options).mkdir("loopml-test")  # needs s3fs
+    yield options
+    server.stop()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import logging
 import os
 import signal
 import subprocess
@@ -14,9 +13,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
-import fsspec
 import pytest
 
 from loopml.core.blobs import ContentStore, FsspecStorage, LocalStorage, digest_bytes
@@ -29,27 +26,6 @@ transfer_module = importlib.import_module("loopml.core.blobs.transfer")
 PAIRS = ["local->local", "local->file", "local->s3", "s3->local"]
 # Larger than the in-memory limit, so it streams through a temp file in 1 MiB chunks.
 LARGE = transfer_module.IN_MEMORY_MAX + 3 * CHUNK_SIZE + 17
-
-
-@pytest.fixture(scope="module")
-def s3_options() -> Iterator[dict[str, Any]]:
-    """Storage options for a moto S3 server on a free loopback port, with a bucket made."""
-    # Imported here so a test environment without the test extra fails these tests loudly.
-    from moto.server import ThreadedMotoServer
-
-    # Its server logs a line per request, which would bury the output of a failing test.
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    options: dict[str, Any] = {
-        "endpoint_url": f"http://{host}:{port}",
-        "key": "testing",
-        "secret": "testing",
-    }
-    fsspec.filesystem("s3", **options).mkdir("loopml-test")  # needs s3fs
-    yield options
-    server.stop()
 
 
 def _store(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> ContentStore:

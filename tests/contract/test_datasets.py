@@ -392,3 +392,31 @@ def test_digests_in_the_manifest_match_the_files(ws: Workspace, folder: Path):
     for entry in version.manifest().files:
         assert digest_file(folder / entry.path) == entry.digest
         assert entry.mode == 0o644
+
+
+def test_push_and_pull_through_an_s3_remote(
+    sqlite_ws: Workspace, tmp_path: Path, s3_options: dict[str, object]
+):
+    ws = sqlite_ws
+    folder = write_files(ws.root / "data", {f"f{i}.bin": os.urandom(300) for i in range(12)})
+    version, _ = add(ws, folder, name="scans")
+    remotes.add_remote(ws, "s3", "s3://loopml-test/datasets")
+    from loopml import config
+
+    config.update_config(
+        ws.root, lambda tables: tables["remotes"]["s3"].update(options=dict(s3_options))
+    )
+
+    assert remotes.push(ws).copied == 13
+    assert remotes.push(ws).copied == 0
+    storage = ws.blobs.storage
+    assert isinstance(storage, LocalStorage)
+    for digest in list(ws.blobs.list()):
+        storage.path_of(digest).unlink()
+    assert remotes.pull(ws).copied == 13
+    loopml.data.checkout("scans", to=tmp_path / "back")
+    assert sorted(p.name for p in (tmp_path / "back").iterdir()) == sorted(
+        p.name for p in folder.iterdir()
+    )
+    for digest in version.manifest().digests():
+        ws.blobs.verify(digest)
