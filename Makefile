@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check lint typecheck unit bench clean
+.PHONY: demo test check lint typecheck unit bench bench-data clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ unit:
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/tracking.py
+
+## Compare LoopML's datasets with DVC 3.67 (creates .venv-dvc/ on first use).
+bench-data: $(STAMP)
+	$(BIN)/python benchmarks/datasets.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -18,6 +18,8 @@ def clean_relpath(path: str, *, what: str = "path") -> str:
     Rejects absolute paths, `..`, backslashes, NUL, drive letters and percent-encoded forms of
     those, so a stored or requested path can never name a file outside its root.
     """
+    if isinstance(path, str) and _plainly_clean(path):
+        return path  # the common case, checked without building an error
     if not isinstance(path, str) or not path:
         raise InvalidInput(f"{what} must be a non-empty relative path, not {path!r}")
     problem = None
@@ -37,6 +39,19 @@ def clean_relpath(path: str, *, what: str = "path") -> str:
     if normal in (".", ""):
         raise InvalidInput(f"{what} {path!r} names the root itself; give a file path")
     return normal
+
+
+def _plainly_clean(path: str) -> bool:
+    """Return True for a normal relative path with nothing that needs a closer look."""
+    return (
+        path not in ("", ".", "..")
+        and not path.startswith(("/", "../"))
+        and "\\" not in path
+        and "\x00" not in path
+        and "%" not in path
+        and path[1:2] != ":"
+        and posixpath.normpath(path) == path
+    )
 
 
 def safe_join(root: Path, path: str, *, what: str = "path") -> Path:

@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import fcntl
 import logging
 import os
 import shutil
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from loopml import config
 from loopml.core import journal, plugins
 from loopml.core.blobs import ContentStore, storage_from_uri
-from loopml.core.store import Store
 from loopml.errors import AlreadyExists
+
+if TYPE_CHECKING:
+    from loopml.core.store import Store
 
 T = TypeVar("T")
 log = logging.getLogger("loopml")
@@ -34,12 +38,44 @@ class Workspace:
     _hooks_installed: ClassVar[bool] = False
     _default: ClassVar[Workspace | None] = None
 
-    def __init__(self, settings: config.Settings, store: Store, blobs: ContentStore) -> None:
+    def __init__(self, settings: config.Settings, blobs: ContentStore) -> None:
         self.settings = settings
-        self.store = store
         self.blobs = blobs
+        # The store is opened on first use: importing SQLAlchemy costs a few hundred
+        # milliseconds that commands working only on files (`data status`) never pay.
+        self._store: Store | None = None
+        self._store_opening: Future[Store] | None = None
+        self._store_lock = threading.Lock()
         self._components: dict[str, Any] = {}
         self._components_lock = threading.Lock()
+
+    @property
+    def store(self) -> Store:
+        """Return the metadata store, opening (and migrating) it on first use."""
+        store = self._store
+        if store is not None:
+            return store
+        with self._store_lock:
+            if self._store is None:
+                opening, self._store_opening = self._store_opening, None
+                self._store = opening.result() if opening else _open_store(self.settings)
+            return self._store
+
+    def open_store_in_background(self) -> None:
+        """Start opening the store on another thread, so the import overlaps file work."""
+        with self._store_lock:
+            if self._store is not None or self._store_opening is not None:
+                return
+            opening: Future[Store] = Future()
+            self._store_opening = opening
+
+        def run() -> None:
+            try:
+                opening.set_result(_open_store(self.settings))
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the thread that uses it
+                opening.set_exception(exc)
+
+        threading.Thread(target=run, name="loopml-open-store", daemon=True).start()
 
     @property
     def root(self) -> Path:
@@ -70,11 +106,18 @@ class Workspace:
             (root / config.DIRNAME / "blobs").mkdir()
             (root / config.DIRNAME / "journal").mkdir()
             config.write_config(root, store_uri=store_uri, blob_uri=blob_uri)
-            return cls.open(root)
+            ws = cls.open(root)
         except BaseException:
             # Leave nothing half-made behind, so the corrected command can simply be re-run.
             shutil.rmtree(root / config.DIRNAME, ignore_errors=True)
             raise
+        try:
+            ws.store  # noqa: B018 - create the store now: a wrong URI must fail `init`
+        except BaseException:
+            ws.close()
+            shutil.rmtree(root / config.DIRNAME, ignore_errors=True)
+            raise
+        return ws
 
     @classmethod
     def open(cls, path: Path | str | None = None, *, create: bool = False) -> Workspace:
@@ -101,14 +144,13 @@ class Workspace:
     @classmethod
     def _load(cls, root: Path) -> Workspace:
         settings = config.load_settings(root)
-        store = Store.open(settings.store_uri)
+        ws = cls(settings, ContentStore(storage_from_uri(settings.blob_uri)))
         try:
-            ws = cls(settings, store, ContentStore(storage_from_uri(settings.blob_uri)))
             if journal.has_journals(settings.journal_dir):
                 for reference in plugins.JOURNAL_REPLAY:
                     plugins.resolve(reference)(ws)
         except BaseException:
-            store.close()
+            ws._close_store()
             raise
         return ws
 
@@ -125,7 +167,8 @@ class Workspace:
     def _after_fork_in_child(cls) -> None:
         """A forked child must not share the parent's connections, writer thread or runs."""
         for ws in cls._open.values():
-            ws.store.engine.dispose(close=False)
+            if ws._store is not None:
+                ws._store.engine.dispose(close=False)
             for component in ws._components.values():
                 hook = getattr(component, "after_fork_in_child", None)
                 if hook is not None:
@@ -171,10 +214,20 @@ class Workspace:
             close = getattr(component, "close", None)
             if close is not None:
                 close()
-        self.store.close()
+        self._close_store()
         with self._open_lock:
             if self._open.get(self.root) is self:
                 del self._open[self.root]
+
+    def _close_store(self) -> None:
+        with self._store_lock:
+            store, self._store = self._store, None
+            opening, self._store_opening = self._store_opening, None
+        if store is None and opening is not None:
+            with contextlib.suppress(BaseException):  # its failure was never needed by anyone
+                store = opening.result()
+        if store is not None:
+            store.close()
 
     @classmethod
     def close_all(cls) -> None:
@@ -187,6 +240,13 @@ class Workspace:
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.root)!r})"
+
+
+def _open_store(settings: config.Settings) -> Store:
+    from loopml.core.store import Store, schema
+
+    del schema  # imported with the store: every user of the store needs the tables
+    return Store.open(settings.store_uri)
 
 
 _current: ContextVar[Workspace | None] = ContextVar("loopml_workspace", default=None)

@@ -16,6 +16,7 @@ from loopml.errors import InvalidInput
 
 # Many small files are bound by system calls, which release the GIL: more threads than cores.
 JOBS = min(32, 4 * (os.cpu_count() or 1))
+LARGE_FILE = 16 << 20
 
 
 def file_mode(st: os.stat_result) -> int:
@@ -36,6 +37,7 @@ def ingest(blobs: ContentStore, cache: StatCache, target: Path, *, label: str) -
     keys = {f.path: stat_key(f.st) for f in found}
     known = cache.lookup(keys.items())
     hashed: list[tuple[str, Key, str, int]] = []
+    unsynced: list[Blob] = []
 
     with file_progress(label, len(found), sum(f.st.st_size for f in found)) as advance:
 
@@ -44,7 +46,12 @@ def ingest(blobs: ContentStore, cache: StatCache, target: Path, *, label: str) -
             digest = known.get(f.path)
             if digest is None or not blobs.has(Blob(digest, size)):
                 started = now_ns()
-                blob = blobs.ingest_file(Path(f.path), durable=False)
+                # Large files are fsynced alone (their writeback starts as they are copied);
+                # small ones share one filesystem flush at the end.
+                durable = size >= LARGE_FILE
+                blob = blobs.ingest_file(Path(f.path), durable=durable)
+                if not durable:
+                    unsynced.append(blob)
                 _check_unchanged(f, blob, keys[f.path])
                 digest = blob.digest
                 hashed.append((f.path, keys[f.path], digest, started))
@@ -60,9 +67,9 @@ def ingest(blobs: ContentStore, cache: StatCache, target: Path, *, label: str) -
                 except BaseException:
                     pool.shutdown(cancel_futures=True)
                     raise
-    if hashed:
+    if unsynced:
         blobs.sync()
-        cache.store(hashed)
+    cache.store(hashed)
     return Manifest.build(kind, entries)
 
 

@@ -7,6 +7,7 @@ change the stored blob itself; copies and reflinks are independent and stay writ
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -168,50 +169,60 @@ def _write_files(
     ws: Workspace, pairs: list[tuple[Path, FileEntry]], links: tuple[str, ...]
 ) -> None:
     total = sum(entry.size for _, entry in pairs)
-    umask = os.umask(0)  # read once here: setting it back and forth is not thread-safe
-    os.umask(umask)
+    # Link types this filesystem refuses are dropped after the first refusal (shared by the
+    # threads; list.remove is atomic), so a failing reflink is tried once, not once per file.
+    usable = list(links)
     with file_progress("Checking out", len(pairs), total) as advance:
 
         def one(pair: tuple[Path, FileEntry]) -> None:
             dest, entry = pair
-            make_dirs(dest.parent)
-            _place(ws.blobs, entry, dest, links, umask)
+            make_dirs(dest.parent, durable=False)
+            _place(ws.blobs, entry, dest, usable)
             advance(1, entry.size)
 
         with ThreadPoolExecutor(JOBS) as pool:
             list(pool.map(one, pairs))
 
 
-def _place(
-    blobs: ContentStore, entry: FileEntry, dest: Path, links: tuple[str, ...], umask: int
-) -> None:
+def _place(blobs: ContentStore, entry: FileEntry, dest: Path, links: list[str]) -> None:
     """Put blob `entry.digest` at `dest` with the first link type that works."""
-    tmp = dest.with_name(f".loopml-{os.urandom(6).hex()}-{dest.name}"[:255])
     storage = blobs.storage
     source = storage.path_of(entry.digest) if isinstance(storage, LocalStorage) else None
     if source is not None and not blobs.has(Blob(entry.digest, entry.size)):
         source = None  # missing or damaged: the verified copy says which, and how to fix it
-    try:
-        for link in links:
-            if link == "copy":
-                blobs.copy_to(entry.digest, tmp, durable=False)
-                tmp.chmod(entry.mode & ~umask)
-                break
-            if source is not None and _link(link, source, tmp, entry.mode & ~umask):
-                break
-        tmp.replace(dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    for link in list(links):
+        if link == "copy":
+            blobs.copy_to(entry.digest, dest, durable=False, mode=entry.mode)
+            return
+        if source is None:
+            continue
+        tmp = dest.with_name(f".loopml-{os.urandom(6).hex()}-{dest.name}"[:255])
+        try:
+            linked = _link(link, source, tmp, entry.mode)
+            if linked:
+                tmp.replace(dest)
+                return
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        with contextlib.suppress(ValueError):  # another thread dropped it first
+            links.remove(link)
+    raise InvalidInput(
+        f"none of the link types {', '.join(links) or '(none left)'} could place {dest}; "
+        "add 'copy' to [data] link in config.toml"
+    )
 
 
 def _link(kind: str, source: Path, tmp: Path, mode: int) -> bool:
     """Try one link type; return False when this filesystem cannot do it."""
     try:
         if kind == "reflink":
-            with source.open("rb") as src, tmp.open("wb") as out:
-                fcntl.ioctl(out.fileno(), _FICLONE, src.fileno())
-            tmp.chmod(mode)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+            try:
+                with source.open("rb") as src:
+                    fcntl.ioctl(fd, _FICLONE, src.fileno())
+            finally:
+                os.close(fd)
         elif kind == "hardlink":
             os.link(source, tmp)  # the blob is read-only, and so is this name for it
         else:

@@ -7,12 +7,11 @@ from pathlib import Path
 
 from loopml.core.blobs.digest import digest_bytes
 from loopml.core.workspace import Workspace
-from loopml.data import tracked, versions
+from loopml.data import tracked
 from loopml.data.entities import DatasetVersion
 from loopml.data.ingest import ingest
 from loopml.data.refs import check_name
 from loopml.data.stat_cache import StatCache
-from loopml.data.tabular import profile_manifest
 from loopml.errors import InvalidInput, NotFound
 
 
@@ -35,6 +34,8 @@ def add(
     name = check_name(name) if name is not None else check_name(default_name(target))
     if target.is_relative_to(ws.settings.dir):
         raise InvalidInput(f"{target} is inside {ws.settings.dir}; add your own files only")
+    # The metadata store (and SQLAlchemy's import) opens while the files are hashed.
+    ws.open_store_in_background()
     with ws.blob_lock():  # garbage collection waits until a version points at the blobs
         return _add(ws, target, name, message)
 
@@ -45,6 +46,11 @@ def _add(ws: Workspace, target: Path, name: str, message: str) -> tuple[DatasetV
         manifest = ingest(ws.blobs, cache, target, label=f"Adding {name}")
     finally:
         cache.close()
+    # Imported only now: they import SQLAlchemy, which the store's opening thread has been
+    # importing while the files were hashed.
+    from loopml.data import versions
+    from loopml.data.tabular import profile_manifest
+
     digest = digest_bytes(manifest.to_bytes())
     try:
         latest = versions.get(ws, name)

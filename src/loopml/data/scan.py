@@ -71,14 +71,14 @@ def _walk(folder: Path, prefix: str, found: list[Found], ancestors: set[tuple[in
                 )
             _walk(Path(entry.path), relpath + "/", found, ancestors | {key})
         elif stat.S_ISREG(st.st_mode):
-            found.append(Found(entry.path, _relpath(relpath, Path(entry.path)), st))
+            found.append(Found(entry.path, _relpath(relpath, entry.path), st))
         else:
             raise InvalidInput(
                 f"{entry.path} is not a regular file (a socket, pipe or device); move it out"
             )
 
 
-def _relpath(relpath: str, where: Path) -> str:
+def _relpath(relpath: str, where: Path | str) -> str:
     try:
         return clean_relpath(relpath, what="file name")
     except InvalidInput:

@@ -114,8 +114,13 @@ class ContentStore:
             raise _corrupted(digest, actual)
         return data
 
-    def copy_to(self, digest: str, dest: Path, *, durable: bool = True) -> Path:
-        """Write blob `digest` to `dest`, verified before it appears there; return `dest`."""
+    def copy_to(
+        self, digest: str, dest: Path, *, durable: bool = True, mode: int | None = None
+    ) -> Path:
+        """Write blob `digest` to `dest`, verified before it appears there; return `dest`.
+
+        `mode` sets the permission bits (less the umask) of the new file.
+        """
         check_digest(digest)
         dest = Path(dest)
         with self.storage.open(digest) as src:
@@ -127,7 +132,7 @@ class ContentStore:
                 if actual != digest:
                     raise _corrupted(digest, actual)
 
-            write_atomically(dest, fill, durable=durable)
+            write_atomically(dest, fill, durable=durable, mode=mode)
         return dest
 
     def verify(self, digest: str) -> None:

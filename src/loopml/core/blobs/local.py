@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import shutil
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from loopml.core.blobs.digest import (
     CHUNK_SIZE,
@@ -53,18 +54,21 @@ def write_atomically(
 def _filled_temp(
     folder: Path, fill: Callable[[BinaryIO], object], *, mode: int | None, durable: bool
 ) -> Path:
-    """Return a new temp file in `folder` holding what `fill` wrote (fsynced when durable)."""
+    """Return a new temp file in `folder` holding what `fill` wrote (fsynced when durable).
+
+    It is created with `mode` (less the umask), so a read-only blob costs no chmod.
+    """
     tmp = folder / f"{TEMP_PREFIX}{os.urandom(8).hex()}"
-    # O_EXCL gives each writer its own temp file, so concurrent writers never share bytes.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+    # O_EXCL gives each writer its own temp file, so concurrent writers never share bytes. A
+    # file made read-only from the start is still writable through this descriptor.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    fd = os.open(tmp, flags, 0o666 if mode is None else mode)
     try:
         with os.fdopen(fd, "wb") as out:
             fill(out)
             out.flush()
             if durable:
                 os.fsync(out.fileno())
-        if mode is not None:
-            tmp.chmod(mode)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -96,8 +100,11 @@ def sync_filesystem(folder: Path) -> None:
     os.sync()  # other systems: flush everything
 
 
-def make_dirs(folder: Path) -> None:
-    """Create `folder` and its parents, fsyncing each parent that gains a new entry."""
+def make_dirs(folder: Path, *, durable: bool = True) -> None:
+    """Create `folder` and its parents, fsyncing each parent that gains a new entry.
+
+    With `durable=False` the fsyncs are left to one `sync_filesystem` call after a batch.
+    """
     missing: list[Path] = []
     while not folder.is_dir():
         missing.append(folder)
@@ -107,7 +114,8 @@ def make_dirs(folder: Path) -> None:
             created.mkdir()
         except FileExistsError:
             continue  # another writer made it first; it has fsynced the parent itself
-        fsync_dir(created.parent)
+        if durable:
+            fsync_dir(created.parent)
 
 
 class LocalStorage:
@@ -128,7 +136,7 @@ class LocalStorage:
 
     def _write(self, key: str, fill: Callable[[BinaryIO], object], *, durable: bool = True) -> None:
         dest = self._path(key)
-        make_dirs(dest.parent)
+        make_dirs(dest.parent, durable=durable)
         write_atomically(dest, fill, mode=0o444, durable=durable)
 
     def put_file(self, key: str, src: Path) -> None:
@@ -157,14 +165,14 @@ class LocalStorage:
             result: list[tuple[str, int]] = []
 
             def fill(out: BinaryIO) -> None:
-                result.append(_copy_hashing(f, out))
+                result.append(_copy_hashing(f, out, writeback=durable))
 
             tmp = _filled_temp(self.root, fill, mode=0o444, durable=durable)
         key, size = result[0]
         if self._has(key, size):
             tmp.unlink()
         else:
-            make_dirs(self._path(key).parent)
+            make_dirs(self._path(key).parent, durable=durable)
             _publish(tmp, self._path(key), durable=durable)
         return key, size
 
@@ -218,12 +226,24 @@ class LocalStorage:
 _PIPELINE_CHUNK = 4 << 20
 
 
-def _copy_hashing(src: BinaryIO, out: BinaryIO) -> tuple[str, int]:
-    """Copy `src` to `out`, hashing each chunk while the previous one is written."""
+def _copy_hashing(src: BinaryIO, out: BinaryIO, *, writeback: bool) -> tuple[str, int]:
+    """Copy `src` to `out`, hashing each chunk while the previous one is written.
+
+    With `writeback`, the disk starts writing each chunk at once, so the fsync that follows
+    waits only for the tail instead of the whole file.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     hasher = StreamingDigest()
     buffers = (bytearray(_PIPELINE_CHUNK), bytearray(_PIPELINE_CHUNK))
     size = 0
-    from concurrent.futures import ThreadPoolExecutor
+    start_writeback = _writeback_starter() if writeback else None
+
+    def write(chunk: memoryview, offset: int) -> None:
+        out.write(chunk)
+        if start_writeback is not None:
+            out.flush()
+            start_writeback(out.fileno(), offset, len(chunk), _SYNC_FILE_RANGE_WRITE)
 
     # Hashing and writing both release the GIL: overlapped, the copy costs about one pass.
     with ThreadPoolExecutor(1) as writer:
@@ -235,7 +255,22 @@ def _copy_hashing(src: BinaryIO, out: BinaryIO) -> tuple[str, int]:
             if not n:
                 break
             chunk = memoryview(buffer)[:n]
-            pending = writer.submit(out.write, chunk)
+            pending = writer.submit(write, chunk, size)
             hasher.update(chunk)
             size += n
     return hasher.digest(), size
+
+
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+@functools.cache
+def _writeback_starter() -> Callable[[int, int, int, int], int] | None:
+    """Return Linux's sync_file_range (start writing a range to disk, without waiting)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    function = ctypes.CDLL(None, use_errno=True).sync_file_range
+    function.argtypes = [ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong, ctypes.c_uint]
+    return cast(Callable[[int, int, int, int], int], function)
