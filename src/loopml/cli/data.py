@@ -247,14 +247,14 @@ def _print_table_diff(path: str, change: dict[str, Any]) -> None:
 
     rows = change.get("rows", {})
     console.print(f"table {path}: rows {rows.get('old')} -> {rows.get('new')}")
-    for key, label in (("columns_added", "new columns"), ("columns_removed", "removed columns")):
+    for key, label in (("added", "new columns"), ("removed", "removed columns")):
         if change.get(key):
             console.print(f"  {label}: {', '.join(change[key])}")
     for column, types in (change.get("type_changes") or {}).items():
         console.print(f"  {column}: type {types.get('old')} -> {types.get('new')}")
     stats_rows = [
         (column, stat, _fmt(values.get("old")), _fmt(values.get("new")))
-        for column, stats in (change.get("columns") or {}).items()
+        for column, stats in (change.get("changed") or {}).items()
         for stat, values in stats.items()
     ]
     if stats_rows:
@@ -265,8 +265,10 @@ def _print_table_diff(path: str, change: dict[str, Any]) -> None:
 def checkout(
     ref: RefArg,
     to: Annotated[
-        Path | None,
-        typer.Option("--to", help="Where to put it (default: where it was added from)."),
+        str | None,  # not Path: a trailing "/" (put a file version in this folder) must survive
+        typer.Option(
+            "--to", help="Where to put it (default: where it was added from); DIR/ for a folder."
+        ),
     ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Replace or remove files the version does not have.")

@@ -82,7 +82,7 @@ def checkout(
     from loopml.data.links import checkout as checkout_
 
     ws = _ws(workspace)
-    return checkout_(ws, versions.get(ws, ref), Path(to) if to is not None else None, force=force)
+    return checkout_(ws, versions.get(ws, ref), to, force=force)
 
 
 def used_by(ref: str, *, workspace: Workspace | None = None) -> list[tuple[str, str, str, str]]:

@@ -72,7 +72,7 @@ def link_types(root: Path) -> tuple[str, ...]:
 
 
 def checkout(
-    ws: Workspace, version: DatasetVersion, to: Path | None = None, *, force: bool = False
+    ws: Workspace, version: DatasetVersion, to: Path | str | None = None, *, force: bool = False
 ) -> CheckoutResult:
     """Make `to` (default: the path the version was added from) hold exactly `version`'s files.
 
@@ -81,6 +81,8 @@ def checkout(
     """
     manifest = version.manifest()
     dest = _destination(ws, version, to)
+    if manifest.kind == "file" and dest.is_dir():
+        raise InvalidInput(f"{dest} is a folder; {version.ref} is a file: give a file path")
     baseline = tracked.load(ws.settings.dir).get(tracked.key_for(ws.root, dest))
     cache = StatCache(ws.settings.dir)
     try:
@@ -102,8 +104,6 @@ def checkout(
         )
     links = link_types(ws.root)
     if manifest.kind == "file":
-        if dest.is_dir():
-            raise InvalidInput(f"{dest} is a folder; {version.ref} is a file: give a file path")
         pairs = [(dest, manifest.files[0])] if not changes.clean else []
     else:
         if dest.exists() and not dest.is_dir():
@@ -131,15 +131,18 @@ def checkout(
     return CheckoutResult(dest, len(pairs), len(manifest.files) - len(pairs), len(changes.added))
 
 
-def _destination(ws: Workspace, version: DatasetVersion, to: Path | None) -> Path:
+def _destination(ws: Workspace, version: DatasetVersion, to: Path | str | None) -> Path:
     if to is not None:
         dest = Path(os.path.abspath(to))
-        if version.kind == "file" and (dest.is_dir() or str(to).endswith("/")):
+        # A trailing separator names a folder to put a file version in (as `cp` reads it).
+        into = isinstance(to, str) and to.endswith(("/", os.sep))
+        if version.kind == "file" and (dest.is_dir() or into):
             dest = dest / version.manifest().files[0].path
         return dest
-    for key, entry in tracked.load(ws.settings.dir).items():
-        if entry.dataset == version.name:
-            return tracked.location(ws.root, key)
+    # The path this version was added from; else the one path holding this dataset now.
+    holding = [k for k, e in tracked.load(ws.settings.dir).items() if e.dataset == version.name]
+    if version.source not in holding and len(holding) == 1:
+        return tracked.location(ws.root, holding[0])
     return tracked.location(ws.root, version.source)
 
 

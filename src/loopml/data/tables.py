@@ -53,8 +53,9 @@ def _read_text(path: Path, name: str, sep: str) -> pd.DataFrame:
             "write the column names on the first line"
         ) from None
     except pd.errors.ParserError as exc:
+        problem = " ".join(str(exc).split())  # pandas ends its message with a line break
         raise InvalidInput(
-            f"{name} is not valid {kind}: {exc}; fix that line (quote values holding "
+            f"{name} is not valid {kind}: {problem}; fix that line (quote values holding "
             f"{'commas' if sep == ',' else 'tabs'} or line breaks) and add the file again"
         ) from None
     except UnicodeDecodeError as exc:
