@@ -420,3 +420,16 @@ def test_push_and_pull_through_an_s3_remote(
     )
     for digest in version.manifest().digests():
         ws.blobs.verify(digest)
+
+
+def test_checkout_with_missing_blobs_touches_nothing_and_says_to_pull(ws: Workspace, folder: Path):
+    version, _ = add(ws, folder, name="scans")
+    storage = ws.blobs.storage
+    assert isinstance(storage, LocalStorage)
+    storage.path_of(version.manifest().files[0].digest).unlink()
+    (folder / "mine.txt").write_text("keep")
+    (folder / "class0" / "img0.bin").unlink()
+
+    with pytest.raises(NotFound, match="loopml data pull scans@v1"):
+        loopml.data.checkout("scans@v1", force=True)
+    assert (folder / "mine.txt").read_text() == "keep"

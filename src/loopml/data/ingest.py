@@ -15,7 +15,7 @@ from loopml.data.stat_cache import Key, StatCache, now_ns, stat_key
 from loopml.errors import InvalidInput
 
 # Many small files are bound by system calls, which release the GIL: more threads than cores.
-JOBS = min(32, 4 * (os.cpu_count() or 1))
+JOBS = min(16, 2 * (os.cpu_count() or 1))
 LARGE_FILE = 16 << 20
 
 

@@ -26,10 +26,10 @@ from loopml.data import tracked
 from loopml.data.changes import compare
 from loopml.data.entities import DatasetVersion
 from loopml.data.ingest import JOBS
-from loopml.data.manifest import FileEntry
+from loopml.data.manifest import FileEntry, Manifest
 from loopml.data.stat_cache import StatCache
 from loopml.data.versions import load_manifest
-from loopml.errors import InvalidInput
+from loopml.errors import InvalidInput, NotFound
 
 LINK_TYPES = ("reflink", "hardlink", "symlink", "copy")
 DEFAULT_LINKS = ("reflink", "copy")
@@ -103,6 +103,7 @@ def checkout(
             "be lost: save them with `loopml data add`, or use --force"
         )
     links = link_types(ws.root)
+    _require_blobs(ws, version, manifest)  # before anything here is touched
     if manifest.kind == "file":
         pairs = [(dest, manifest.files[0])] if not changes.clean else []
     else:
@@ -129,6 +130,16 @@ def checkout(
             ),
         )
     return CheckoutResult(dest, len(pairs), len(manifest.files) - len(pairs), len(changes.added))
+
+
+def _require_blobs(ws: Workspace, version: DatasetVersion, manifest: Manifest) -> None:
+    missing = [e for e in manifest.files if not ws.blobs.has(Blob(e.digest, e.size))]
+    if missing:
+        raise NotFound(
+            f"{len(missing)} of the {len(manifest.files)} files of {version.ref} are not in this "
+            f"workspace's blob store (e.g. {missing[0].path}); run `loopml data pull "
+            f"{version.ref}` first"
+        )
 
 
 def _destination(ws: Workspace, version: DatasetVersion, to: Path | str | None) -> Path:
