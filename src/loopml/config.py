@@ -7,10 +7,13 @@ name another store or blob location; `LOOPML_STORE_URI` and `LOOPML_BLOB_URI` ov
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import re
 import tomllib
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,18 +107,54 @@ def section(root: Path, name: str) -> dict[str, object]:
     return _read_config(root / DIRNAME / CONFIG_FILE).get(name, {})
 
 
-def update_config(root: Path, change: Callable[[dict[str, dict[str, object]]], None]) -> None:
-    """Apply `change` to the workspace's config tables and write the file back."""
+def set_table(root: Path, name: str, values: dict[str, object] | None) -> None:
+    """Replace the table `[name]` (and its sub-tables) in config.toml, or remove it (None).
+
+    Every other line of the file stays as the user wrote it, comments included.
+    """
     path = root / DIRNAME / CONFIG_FILE
-    tables = _read_config(path)
-    change(tables)
-    lines = ["# LoopML workspace settings; LOOPML_STORE_URI and LOOPML_BLOB_URI override them."]
-    for name, table in tables.items():
-        lines += _toml_table([name], table)
-    tmp = path.with_name(f"{CONFIG_FILE}.{os.getpid()}.tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    tmp.chmod(0o600)
-    tmp.replace(path)
+    with _locked(path):
+        lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+        kept: list[str] = []
+        inside = False
+        for line in lines:
+            header = _HEADER.match(line)
+            if header:
+                table = header.group(1).strip()
+                inside = table == name or table.startswith(name + ".")
+            if not inside:
+                kept.append(line)
+        while kept and not kept[-1].strip():
+            kept.pop()
+        if values is not None:
+            kept += ["", *_toml_table(name.split("."), values)]
+        text = "\n".join(kept) + "\n"
+        try:
+            tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise InvalidInput(
+                f"{path} could not be updated: the result would not be valid TOML ({exc}); "
+                f"edit [{name}] by hand"
+            ) from exc
+        tmp = path.with_name(f"{CONFIG_FILE}.{os.getpid()}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.chmod(0o600)
+        tmp.replace(path)
+
+
+# A table header line, `[name]` (not an array of tables, `[[name]]`).
+_HEADER = re.compile(r"^\s*\[(?!\[)([^\]]+)\]\s*(?:#.*)?$")
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock while config.toml is read and rewritten."""
+    fd = os.open(path.with_name(f"{CONFIG_FILE}.lock"), os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _toml_table(names: list[str], table: dict[str, object]) -> list[str]:

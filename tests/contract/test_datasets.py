@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from loopml.core.blobs import ContentStore, LocalStorage
 from loopml.core.blobs.digest import digest_file
 from loopml.core.gc import collect
 from loopml.core.workspace import Workspace
-from loopml.data import remotes, versions
+from loopml.data import links, remotes, versions
 from loopml.data.registration import add
 from loopml.errors import InvalidInput, NotFound
 
@@ -198,8 +199,9 @@ def test_checkout_of_an_older_version_to_another_folder(ws: Workspace, folder: P
 
 @pytest.mark.parametrize("link", ["hardlink", "symlink"])
 def test_linked_checkouts_are_read_only_so_edits_cannot_corrupt_the_store(
-    ws: Workspace, folder: Path, link: str
+    ws: Workspace, folder: Path, link: str, monkeypatch: pytest.MonkeyPatch
 ):
+    monkeypatch.setattr(links, "_writes_read_only_files", lambda: False)  # a non-root user
     configure_links(ws, f"{link},copy")
     version, _ = add(ws, folder, name="scans")
     target = folder / "class0" / "img0.bin"
@@ -210,13 +212,24 @@ def test_linked_checkouts_are_read_only_so_edits_cannot_corrupt_the_store(
         assert target.stat().st_nlink == 2
     else:
         assert target.is_symlink()
-    if os.geteuid() != 0:  # root writes through any mode bits
-        with pytest.raises(PermissionError):
-            target.write_bytes(b"edit")
-    assert not os.access(target, os.W_OK) or os.geteuid() == 0
-    assert oct(target.stat().st_mode & 0o222) == "0o0"
+    assert target.stat().st_mode & 0o222 == 0  # nobody but root may write through it
     for digest in version.manifest().digests():
         ws.blobs.verify(digest)
+
+
+def test_root_gets_copies_instead_of_links_it_could_write_through(
+    ws: Workspace, folder: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+):
+    monkeypatch.setattr(links, "_writes_read_only_files", lambda: True)
+    configure_links(ws, "hardlink,symlink")
+    add(ws, folder, name="scans")
+    target = folder / "class0" / "img0.bin"
+    target.unlink()
+
+    loopml.data.checkout("scans")
+
+    assert target.stat().st_nlink == 1 and not target.is_symlink()
+    assert "running as root" in caplog.text
 
 
 def test_copies_are_writable_and_independent_of_the_store(ws: Workspace, folder: Path):
@@ -362,9 +375,7 @@ def test_a_file_changed_while_it_is_added_registers_nothing(
 def test_the_stat_cache_spares_unchanged_files_from_rehashing(
     ws: Workspace, folder: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    old = os.stat(folder).st_mtime - 10  # files written well before they are hashed
-    for path in folder.rglob("*.bin"):
-        os.utime(path, (old, old))
+    time.sleep(0.05)  # the files' last change is past the racy window when they are hashed
     add(ws, folder, name="scans")
     (folder / "class2" / "img9.bin").write_bytes(b"changed")
     read: list[Path] = []
@@ -403,8 +414,10 @@ def test_push_and_pull_through_an_s3_remote(
     remotes.add_remote(ws, "s3", "s3://loopml-test/datasets")
     from loopml import config
 
-    config.update_config(
-        ws.root, lambda tables: tables["remotes"]["s3"].update(options=dict(s3_options))
+    config.set_table(
+        ws.root,
+        "remotes.s3",
+        {"url": "s3://loopml-test/datasets", "default": True, "options": dict(s3_options)},
     )
 
     assert remotes.push(ws).copied == 13
@@ -433,3 +446,86 @@ def test_checkout_with_missing_blobs_touches_nothing_and_says_to_pull(ws: Worksp
     with pytest.raises(NotFound, match="loopml data pull scans@v1"):
         loopml.data.checkout("scans@v1", force=True)
     assert (folder / "mine.txt").read_text() == "keep"
+
+
+def test_forced_checkout_removes_a_users_symlink_not_the_file_it_points_at(
+    ws: Workspace, tmp_path: Path
+):
+    folder = write_files(ws.root / "d", {"train.csv": b"train rows\n"})
+    add(ws, folder, name="ds")
+    (folder / "latest.csv").symlink_to("train.csv")
+
+    result = loopml.data.checkout("ds@v1", force=True)
+
+    assert result.removed == 1 and not (folder / "latest.csv").is_symlink()
+    assert (folder / "train.csv").read_bytes() == b"train rows\n"
+    (folder / "gone.csv").symlink_to(tmp_path / "nowhere")  # a broken link is a change
+    (status,) = [s for s in loopml.data.status() if s.tracked.dataset == "ds"]
+    assert status.changes.added == ["gone.csv"]
+
+
+def test_symlinked_checkouts_switch_between_versions(
+    ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(links, "_writes_read_only_files", lambda: False)
+    configure_links(ws, "symlink,copy")
+    folder = write_files(ws.root / "d", {"a.txt": b"cat", "b.txt": b"same"})
+    add(ws, folder, name="ds")
+    (folder / "a.txt").write_bytes(b"dog")
+    add(ws, folder, name="ds")
+
+    loopml.data.checkout("ds@v1")
+    assert (folder / "a.txt").is_symlink() and (folder / "a.txt").read_bytes() == b"cat"
+    loopml.data.checkout("ds@v2")
+    assert (folder / "a.txt").read_bytes() == b"dog"
+
+
+def test_unsaved_edits_to_a_file_version_under_a_new_name_are_never_overwritten(ws: Workspace):
+    (ws.root / "jan.csv").write_text("jan data\n")
+    (ws.root / "feb.csv").write_text("feb data\n")
+    loopml.data.add(ws.root / "jan.csv", "sales")
+    loopml.data.add(ws.root / "feb.csv", "sales")
+    (ws.root / "feb.csv").write_text("feb data\nprecious unsaved edit\n")
+
+    with pytest.raises(InvalidInput, match="--force"):
+        loopml.data.checkout("sales@v1", to=ws.root / "feb.csv")
+    assert "precious" in (ws.root / "feb.csv").read_text()
+
+
+@pytest.mark.parametrize("where", [".loopml/blobs", ".loopml", ".."])
+def test_checkout_never_targets_the_workspaces_own_store(ws: Workspace, folder: Path, where: str):
+    add(ws, folder, name="scans")
+    with pytest.raises(InvalidInput, match="workspace's own"):
+        loopml.data.checkout("scans", to=ws.root / where, force=True)
+    assert loopml.data.get("scans").manifest().files  # every blob still there
+
+
+def test_validate_pairs_a_table_that_only_changed_its_name(ws: Workspace):
+    from loopml.data.compare import check
+
+    frame = pd.DataFrame({"a": range(50), "b": ["x", "y"] * 25})
+    frame.to_csv(ws.root / "jan.csv", index=False)
+    frame.to_csv(ws.root / "feb.csv", index=False)
+    loopml.data.add(ws.root / "jan.csv", "sales")
+    loopml.data.add(ws.root / "feb.csv", "sales")
+
+    (result,) = check(ws, "sales@v2", against="sales@v1")
+    assert result.path == "feb.csv" and result.report.ok
+
+
+def test_remote_commands_keep_what_the_user_wrote_in_config_toml(ws: Workspace, tmp_path: Path):
+    config_file = ws.settings.dir / "config.toml"
+    config_file.write_text(
+        config_file.read_text()
+        + '# our team settings\nowner = "ml-infra"\n[data]\nlink = "reflink,copy"  # INC-1234\n'
+        '[[alerts]]\nchannel = "#ml"\n'
+    )
+    before = config_file.read_text()
+    remotes.add_remote(ws, "origin", str(tmp_path / "r1"))
+    remotes.add_remote(ws, "backup", str(tmp_path / "r2"), default=True)
+    remotes.remove_remote(ws, "origin")
+
+    text = config_file.read_text()
+    assert text.startswith(before.rstrip())
+    assert [(r.name, r.default) for r in remotes.list_remotes(ws)] == [("backup", True)]
+    assert "origin" not in text

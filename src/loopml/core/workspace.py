@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import atexit
-import contextlib
 import fcntl
 import logging
 import os
@@ -223,9 +222,10 @@ class Workspace:
         with self._store_lock:
             store, self._store = self._store, None
             opening, self._store_opening = self._store_opening, None
-        if store is None and opening is not None:
-            with contextlib.suppress(BaseException):  # its failure was never needed by anyone
-                store = opening.result()
+        # A store still opening on its thread is left to it (never waited for: a server that
+        # accepts but never answers would hang the exit); one that finished is closed.
+        if store is None and opening is not None and opening.done() and not opening.exception():
+            store = opening.result()
         if store is not None:
             store.close()
 

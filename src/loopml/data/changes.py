@@ -60,7 +60,7 @@ def status(settings: Settings) -> list[PathStatus]:
 def compare(target: Path, manifest: Manifest, cache: StatCache) -> Changes:
     """Return how the file or folder at `target` differs from `manifest`."""
     try:
-        kind, found = scan(target, allow_empty=True)
+        kind, found = scan(target, allow_empty=True, lenient=True)
     except NotFound:
         return Changes(removed=[e.path for e in manifest.files], missing=True)
     if manifest.kind == "file" or kind == "file":
@@ -76,7 +76,7 @@ def compare(target: Path, manifest: Manifest, cache: StatCache) -> Changes:
         pairs = [(f, expected[p]) for p, f in here.items() if p in expected]
         extra = sorted(p for p in here if p not in expected)
         gone = sorted(p for p in expected if p not in here)
-    digests = _digests([f for f, entry in pairs if f.st.st_size == entry.size], cache)
+    digests = _digests([f for f, e in pairs if f.readable and f.st.st_size == e.size], cache)
     changed = [entry.path for f, entry in pairs if digests.get(f.path) != entry.digest]
     return Changes(added=extra, removed=gone, changed=sorted(changed))
 

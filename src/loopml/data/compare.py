@@ -29,8 +29,8 @@ def diff(ws: Workspace, old_ref: str, new_ref: str) -> dict[str, Any]:
         removed = sorted(set(before) - set(after))
         changed = sorted(p for p in set(before) & set(after) if before[p].digest != after[p].digest)
     tables = {
-        path: diff_profiles(old_profile, new_profile)
-        for path, old_profile, new_profile in _paired_tables(old, new)
+        new_path: diff_profiles(old_profile, new_profile)
+        for _, new_path, old_profile, new_profile in _paired_tables(old, new)
     }
     return {
         "old": old.ref,
@@ -43,13 +43,16 @@ def diff(ws: Workspace, old_ref: str, new_ref: str) -> dict[str, Any]:
 
 def _paired_tables(
     old: DatasetVersion, new: DatasetVersion
-) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
-    """Return (path, old profile, new profile) for tables in both; single tables pair up."""
+) -> list[tuple[str, str, dict[str, Any], dict[str, Any]]]:
+    """Return (old path, new path, old profile, new profile) of the tables both hold.
+
+    Tables pair up by path; two versions of one table each pair up whatever their names.
+    """
     a, b = old.profile(), new.profile()
     if len(a) == 1 and len(b) == 1:
-        (_, profile_a), (path_b, profile_b) = next(iter(a.items())), next(iter(b.items()))
-        return [(path_b, profile_a, profile_b)]
-    return [(path, a[path], b[path]) for path in sorted(set(a) & set(b))]
+        (path_a, profile_a), (path_b, profile_b) = next(iter(a.items())), next(iter(b.items()))
+        return [(path_a, path_b, profile_a, profile_b)]
+    return [(path, path, a[path], b[path]) for path in sorted(set(a) & set(b))]
 
 
 @dataclass(frozen=True)
@@ -98,9 +101,9 @@ def check(
             cur,
             ref_profile,
         )
-        for path, ref_profile, cur in paired
+        for _, path, ref_profile, cur in paired
     ]
-    for path in sorted(set(reference.profile()) - {p for p, _, _ in paired}):
+    for path in sorted(set(reference.profile()) - {ref_path for ref_path, *_ in paired}):
         missing = Issue(
             None,
             "missing_table",

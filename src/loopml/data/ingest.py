@@ -78,7 +78,7 @@ def _check_unchanged(f: Found, blob: Blob, before: Key) -> None:
         after = stat_key(Path(f.path).stat())
     except FileNotFoundError:
         after = None
-    if after != before or blob.size != before[2]:
+    if after != before or blob.size != before[3]:
         raise InvalidInput(
             f"file {f.path} changed while it was being added; no version was made: "
             "add again once it is completely written"

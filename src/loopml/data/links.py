@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import logging
 import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
@@ -19,17 +20,19 @@ from pathlib import Path
 from loopml import config
 from loopml.core.blobs import Blob, ContentStore, LocalStorage
 from loopml.core.blobs.local import make_dirs
-from loopml.core.paths import safe_join
+from loopml.core.paths import clean_relpath, safe_join
 from loopml.core.progress import file_progress
 from loopml.core.workspace import Workspace
 from loopml.data import tracked
-from loopml.data.changes import compare
+from loopml.data.changes import Changes, compare
 from loopml.data.entities import DatasetVersion
 from loopml.data.ingest import JOBS
 from loopml.data.manifest import FileEntry, Manifest
 from loopml.data.stat_cache import StatCache
 from loopml.data.versions import load_manifest
 from loopml.errors import InvalidInput, NotFound
+
+log = logging.getLogger("loopml")
 
 LINK_TYPES = ("reflink", "hardlink", "symlink", "copy")
 DEFAULT_LINKS = ("reflink", "copy")
@@ -68,7 +71,22 @@ def link_types(root: Path) -> tuple[str, ...]:
             f"[data] link = {value!r} in config.toml is not valid; use a comma-separated "
             f"list of {', '.join(LINK_TYPES)} (e.g. 'reflink,copy')"
         )
+    shared = [t for t in types if t in ("hardlink", "symlink")]
+    if shared and _writes_read_only_files():
+        # Read-only files are what keep an edit through a link out of the stored blob, and
+        # root writes to read-only files: for root, links would let an edit corrupt a version.
+        log.warning(
+            "LoopML: running as root, checkouts copy instead of using %s (root can write "
+            "through read-only links into stored data)",
+            " or ".join(shared),
+        )
+        types = tuple(t for t in types if t not in shared) or ("copy",)
     return types
+
+
+def _writes_read_only_files() -> bool:
+    """Return True when this process ignores read-only modes (root on POSIX)."""
+    return hasattr(os, "geteuid") and os.geteuid() == 0
 
 
 def checkout(
@@ -83,19 +101,7 @@ def checkout(
     dest = _destination(ws, version, to)
     if manifest.kind == "file" and dest.is_dir():
         raise InvalidInput(f"{dest} is a folder; {version.ref} is a file: give a file path")
-    baseline = tracked.load(ws.settings.dir).get(tracked.key_for(ws.root, dest))
-    cache = StatCache(ws.settings.dir)
-    try:
-        changes = compare(dest, manifest, cache)
-        if baseline is not None and baseline.manifest != version.manifest_digest:
-            local = compare(dest, load_manifest(ws, baseline.manifest), cache)
-        else:
-            local = changes
-    finally:
-        cache.close()
-    # At risk: what checkout would overwrite or remove that the recorded version lacks.
-    replaced = set(changes.changed) | set(changes.added)
-    at_risk = sorted(replaced & (set(local.changed) | set(local.added)))
+    changes, at_risk = _plan(ws, version, manifest, dest)
     if at_risk and not force:
         shown = ", ".join(at_risk[:5]) + (" ..." if len(at_risk) > 5 else "")
         raise InvalidInput(
@@ -110,14 +116,10 @@ def checkout(
         if dest.exists() and not dest.is_dir():
             raise InvalidInput(f"{dest} is a file; {version.ref} is a folder: give a folder path")
         for relpath in changes.added:
-            safe_join(dest, relpath).unlink()
+            entry_path(dest, relpath).unlink()
         make_dirs(dest)
         wanted = set(changes.changed) | set(changes.removed)
-        pairs = [
-            (safe_join(dest, e.path, what="manifest path"), e)
-            for e in manifest.files
-            if e.path in wanted
-        ]
+        pairs = [(entry_path(dest, e.path), e) for e in manifest.files if e.path in wanted]
     _write_files(ws, pairs, links)
     if changes.added:
         _prune_empty_folders(dest)
@@ -132,6 +134,34 @@ def checkout(
     return CheckoutResult(dest, len(pairs), len(manifest.files) - len(pairs), len(changes.added))
 
 
+def _plan(
+    ws: Workspace, version: DatasetVersion, manifest: Manifest, dest: Path
+) -> tuple[Changes, list[str]]:
+    """Return how `dest` differs from `version`, and the local work a checkout would lose:
+    files that differ from the version the path last held (its recorded baseline)."""
+    baseline = tracked.load(ws.settings.dir).get(tracked.key_for(ws.root, dest))
+    cache = StatCache(ws.settings.dir)
+    try:
+        changes = compare(dest, manifest, cache)
+        if baseline is not None and baseline.manifest != version.manifest_digest:
+            local = compare(dest, load_manifest(ws, baseline.manifest), cache)
+        else:
+            local = changes
+    finally:
+        cache.close()
+    if manifest.kind == "file":  # one file, compared by content whatever its name
+        return changes, [dest.name] if changes.changed and local.changed else []
+    replaced = set(changes.changed) | set(changes.added)
+    return changes, sorted(replaced & (set(local.changed) | set(local.added)))
+
+
+def entry_path(root: Path, relpath: str) -> Path:
+    """Return where `relpath` lives under `root`: its folder resolved, so it cannot lead
+    outside; its own name not, so a symlink there is replaced or removed, never followed."""
+    folder, _, name = clean_relpath(relpath, what="manifest path").rpartition("/")
+    return (safe_join(root, folder, what="manifest path") if folder else root.resolve()) / name
+
+
 def _require_blobs(ws: Workspace, version: DatasetVersion, manifest: Manifest) -> None:
     missing = [e for e in manifest.files if not ws.blobs.has(Blob(e.digest, e.size))]
     if missing:
@@ -143,6 +173,16 @@ def _require_blobs(ws: Workspace, version: DatasetVersion, manifest: Manifest) -
 
 
 def _destination(ws: Workspace, version: DatasetVersion, to: Path | str | None) -> Path:
+    dest = _requested(ws, version, to)
+    real, store = Path(os.path.realpath(dest)), ws.settings.dir.resolve()
+    if real.is_relative_to(store) or store.is_relative_to(real):
+        raise InvalidInput(
+            f"{dest} is or holds the workspace's own {store.name}/ folder; check out elsewhere"
+        )
+    return dest
+
+
+def _requested(ws: Workspace, version: DatasetVersion, to: Path | str | None) -> Path:
     if to is not None:
         dest = Path(os.path.abspath(to))
         # A trailing separator names a folder to put a file version in (as `cp` reads it).

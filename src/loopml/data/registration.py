@@ -32,7 +32,7 @@ def add(
     """
     target = Path(os.path.abspath(path))
     name = check_name(name) if name is not None else check_name(default_name(target))
-    if target.is_relative_to(ws.settings.dir):
+    if Path(os.path.realpath(target)).is_relative_to(ws.settings.dir.resolve()):
         raise InvalidInput(f"{target} is inside {ws.settings.dir}; add your own files only")
     # The metadata store (and SQLAlchemy's import) opens while the files are hashed.
     ws.open_store_in_background()

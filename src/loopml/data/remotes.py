@@ -2,10 +2,9 @@
 
 Configured in `.loopml/config.toml`:
 
-    [data]
-    remote = "origin"                  # the default remote
     [remotes.origin]
     url = "s3://bucket/datasets"       # any fsspec URL, or a path
+    default = true                     # the remote push and pull use unless told
     [remotes.origin.options]           # passed to the fsspec filesystem
     endpoint_url = "http://127.0.0.1:9000"
 """
@@ -14,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -25,9 +25,9 @@ from loopml.core.progress import file_progress
 from loopml.core.workspace import Workspace
 from loopml.data import versions
 from loopml.data.entities import DatasetVersion
-from loopml.data.refs import check_name
 from loopml.errors import AlreadyExists, InvalidInput, NotFound
 
+_REMOTE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 # Object stores answer each request in tens of milliseconds: many requests in flight hide that.
 JOBS = min(32, 4 * (os.cpu_count() or 1))
 
@@ -44,48 +44,51 @@ class Remote:
 
 def list_remotes(ws: Workspace) -> list[Remote]:
     """Return the configured remotes, by name."""
-    tables = config.section(ws.root, "remotes")
-    default = config.section(ws.root, "data").get("remote")
     found = []
-    for name, body in sorted(tables.items()):
+    for name, body in sorted(config.section(ws.root, "remotes").items()):
         if not isinstance(body, dict) or not isinstance(body.get("url"), str):
             raise InvalidInput(f'[remotes.{name}] in config.toml needs url = "..."')
         options = body.get("options", {})
         if not isinstance(options, dict):
             raise InvalidInput(f"[remotes.{name}.options] in config.toml must be a table")
-        found.append(Remote(name, body["url"], dict(options), name == default))
+        found.append(Remote(name, body["url"], dict(options), body.get("default") is True))
     return found
+
+
+def _write(ws: Workspace, remote: Remote) -> None:
+    body: dict[str, object] = {"url": remote.url}
+    if remote.default:
+        body["default"] = True
+    if remote.options:
+        body["options"] = remote.options
+    config.set_table(ws.root, f"remotes.{remote.name}", body)
 
 
 def add_remote(ws: Workspace, name: str, url: str, *, default: bool = False) -> Remote:
     """Name a remote; the first one becomes the default."""
-    check_name(name, what="remote name")
+    if not isinstance(name, str) or not _REMOTE_NAME.fullmatch(name):
+        raise InvalidInput(
+            f"remote name {name!r} is not valid: use up to 64 letters, digits, '_' or '-'"
+        )
     if not isinstance(url, str) or not url:
         raise InvalidInput("a remote needs a URL, e.g. s3://bucket/prefix or /mnt/share/loopml")
     existing = list_remotes(ws)
     if any(r.name == name for r in existing):
         raise AlreadyExists(f"remote {name!r} exists; remove it first to change its URL")
     storage_from_uri(url)  # refuse an unusable URL now, not at the first push
-
-    def change(tables: dict[str, dict[str, object]]) -> None:
-        tables.setdefault("remotes", {})[name] = {"url": url}
-        if default or not existing:
-            tables.setdefault("data", {})["remote"] = name
-
-    config.update_config(ws.root, change)
+    default = default or not existing
+    if default:
+        for other in existing:
+            if other.default:
+                _write(ws, Remote(other.name, other.url, other.options, False))
+    _write(ws, Remote(name, url, {}, default))
     return next(r for r in list_remotes(ws) if r.name == name)
 
 
 def remove_remote(ws: Workspace, name: str) -> None:
     """Forget remote `name` (its blobs stay where they are)."""
-    remote = get_remote(ws, name)
-
-    def change(tables: dict[str, dict[str, object]]) -> None:
-        del tables["remotes"][name]
-        if remote.default:
-            tables["data"].pop("remote", None)
-
-    config.update_config(ws.root, change)
+    get_remote(ws, name)
+    config.set_table(ws.root, f"remotes.{name}", None)
 
 
 def get_remote(ws: Workspace, name: str | None) -> Remote:

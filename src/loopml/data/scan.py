@@ -19,14 +19,21 @@ class Found:
     path: str  # absolute
     relpath: str  # POSIX, relative to the added folder (the file name for a single file)
     st: os.stat_result
+    readable: bool = True  # False: a broken link or special file, seen by a lenient scan
 
 
-def scan(target: Path, *, allow_empty: bool = False) -> tuple[str, list[Found]]:
-    """Return ("file" | "folder", the regular files under `target`, in path order)."""
+def scan(
+    target: Path, *, allow_empty: bool = False, lenient: bool = False
+) -> tuple[str, list[Found]]:
+    """Return ("file" | "folder", the regular files under `target`, in path order).
+
+    A lenient scan (for comparing, not adding) lists broken links and special files as
+    unreadable entries instead of refusing them.
+    """
     try:
         st = target.stat()
     except FileNotFoundError:
-        if target.is_symlink():
+        if target.is_symlink() and not lenient:
             raise InvalidInput(f"{target} is a broken symlink; fix or remove it") from None
         raise NotFound(f"{target} does not exist; check the path") from None
     except PermissionError:
@@ -42,14 +49,21 @@ def scan(target: Path, *, allow_empty: bool = False) -> tuple[str, list[Found]]:
             f"{target} holds a LoopML workspace ({DIRNAME}/); add a folder inside it"
         )
     found: list[Found] = []
-    _walk(target, "", found, {(st.st_dev, st.st_ino)})
+    _walk(target, "", found, {(st.st_dev, st.st_ino)}, lenient=lenient)
     if not found and not allow_empty:
         raise InvalidInput(f"folder {target} holds no files; add a folder with data in it")
     found.sort(key=lambda f: f.relpath)
     return "folder", found
 
 
-def _walk(folder: Path, prefix: str, found: list[Found], ancestors: set[tuple[int, int]]) -> None:
+def _walk(
+    folder: Path,
+    prefix: str,
+    found: list[Found],
+    ancestors: set[tuple[int, int]],
+    *,
+    lenient: bool,
+) -> None:
     try:
         entries = list(os.scandir(folder))
     except PermissionError:
@@ -58,10 +72,17 @@ def _walk(folder: Path, prefix: str, found: list[Found], ancestors: set[tuple[in
         relpath = prefix + entry.name
         try:
             st = entry.stat()  # follows symlinks: a linked file is versioned by its content
-        except FileNotFoundError:
-            raise InvalidInput(f"{entry.path} is a broken symlink; fix or remove it") from None
         except OSError as exc:
+            if lenient:
+                found.append(Found(entry.path, relpath, entry.stat(follow_symlinks=False), False))
+                continue
+            if isinstance(exc, FileNotFoundError):
+                raise InvalidInput(f"{entry.path} is a broken symlink; fix or remove it") from None
             raise InvalidInput(f"{entry.path} cannot be read: {exc.strerror}") from None
+        if stat.S_ISDIR(st.st_mode) and entry.name == DIRNAME:
+            raise InvalidInput(
+                f"{entry.path} is a LoopML workspace folder; add a folder that does not hold one"
+            )
         if stat.S_ISDIR(st.st_mode):
             key = (st.st_dev, st.st_ino)
             if key in ancestors:
@@ -69,9 +90,11 @@ def _walk(folder: Path, prefix: str, found: list[Found], ancestors: set[tuple[in
                     f"{entry.path} is a symlink loop (it leads back to a folder above it); "
                     "remove the link"
                 )
-            _walk(Path(entry.path), relpath + "/", found, ancestors | {key})
+            _walk(Path(entry.path), relpath + "/", found, ancestors | {key}, lenient=lenient)
         elif stat.S_ISREG(st.st_mode):
             found.append(Found(entry.path, _relpath(relpath, entry.path), st))
+        elif lenient:
+            found.append(Found(entry.path, relpath, st, False))
         else:
             raise InvalidInput(
                 f"{entry.path} is not a regular file (a socket, pipe or device); move it out"

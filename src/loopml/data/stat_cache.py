@@ -17,13 +17,16 @@ FILENAME = "stat-cache.sqlite"
 # A file written within one timestamp tick of being hashed may change again without changing
 # its mtime (git's "racily clean" entries); such entries are re-hashed once more before use.
 RACY_NS = 20_000_000
+_TABLE = "files_v2"  # a new name when the key changes: an older cache is simply not used
 
-Key = tuple[int, int, int]  # inode, mtime_ns, size
+# inode, mtime_ns, ctime_ns, size. ctime too: `cp -p`, `rsync -t` and tar put an old mtime
+# back on new bytes, but nothing can set ctime (git's index checks it for the same reason).
+Key = tuple[int, int, int, int]
 
 
 def stat_key(st: os.stat_result) -> Key:
     """Return the part of a stat result that changes whenever the file's bytes do."""
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
+    return (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
 
 
 class StatCache:
@@ -48,8 +51,8 @@ class StatCache:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=OFF")  # a cache: a lost write only means a re-hash
         conn.execute(
-            "CREATE TABLE IF NOT EXISTS stat (path TEXT PRIMARY KEY, ino INTEGER, "
-            "mtime_ns INTEGER, size INTEGER, digest TEXT, hashed_ns INTEGER)"
+            f"CREATE TABLE IF NOT EXISTS {_TABLE} (path TEXT PRIMARY KEY, ino INTEGER, "
+            "mtime_ns INTEGER, ctime_ns INTEGER, size INTEGER, digest TEXT, hashed_ns INTEGER)"
         )
         return conn
 
@@ -60,18 +63,20 @@ class StatCache:
             return {}
         found: dict[str, str] = {}
         rows = self._rows(list(wanted))
-        for path, ino, mtime_ns, size, digest, hashed_ns in rows:
-            if wanted.get(path) == (ino, mtime_ns, size) and mtime_ns + RACY_NS < hashed_ns:
+        for path, ino, mtime_ns, ctime_ns, size, digest, hashed_ns in rows:
+            key = (ino, mtime_ns, ctime_ns, size)
+            if wanted.get(path) == key and max(mtime_ns, ctime_ns) + RACY_NS < hashed_ns:
                 found[path] = digest
         return found
 
-    def _rows(self, paths: list[str]) -> list[tuple[str, int, int, int, str, int]]:
+    def _rows(self, paths: list[str]) -> list[tuple[str, int, int, int, int, str, int]]:
         db = self._db()
-        rows: list[tuple[str, int, int, int, str, int]] = []
+        rows: list[tuple[str, int, int, int, int, str, int]] = []
         for start in range(0, len(paths), 500):  # SQLite's bound-parameter limit
             chunk = paths[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            rows += db.execute(f"SELECT * FROM stat WHERE path IN ({marks})", chunk).fetchall()  # noqa: S608
+            query = f"SELECT * FROM {_TABLE} WHERE path IN ({marks})"  # noqa: S608
+            rows += db.execute(query, chunk).fetchall()
         return rows
 
     def store(self, entries: Iterable[tuple[str, Key, str, int]]) -> None:
@@ -82,7 +87,8 @@ class StatCache:
         db = self._db()
         with db:
             db.execute("BEGIN IMMEDIATE")
-            db.executemany("INSERT OR REPLACE INTO stat VALUES (?, ?, ?, ?, ?, ?)", rows)
+            insert = f"INSERT OR REPLACE INTO {_TABLE} VALUES (?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
+            db.executemany(insert, rows)
 
     def close(self) -> None:
         """Close the database file."""

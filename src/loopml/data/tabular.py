@@ -41,6 +41,7 @@ def profile_manifest(blobs: ContentStore, manifest: Manifest, label: str) -> str
         if entry.size > MAX_TABLE_BYTES:
             log.warning("%s: %s is over 2 GiB; it is not profiled", label, entry.path)
             continue
+        # A malformed table is refused, not versioned quietly: bad data stops here.
         frame = _read(blobs, entry.digest, entry.path, f"{label}:{entry.path}")
         profiles[entry.path] = profile_table(frame)
     body = {"format": 1, "tables": profiles}

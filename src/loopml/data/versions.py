@@ -75,9 +75,10 @@ def _ensure_dataset(conn: Connection, name: str) -> int:
         .values(name=name, created_at=now_ms())
         .on_conflict_do_nothing(index_elements=["name"])
     )
-    return int(
-        conn.execute(select(db.datasets.c.id).where(db.datasets.c.name == name)).scalar_one()
-    )
+    # Locked (on PostgreSQL; SQLite's write transaction already is exclusive), so concurrent
+    # adds of one dataset number their versions one after another instead of colliding.
+    query = select(db.datasets.c.id).where(db.datasets.c.name == name).with_for_update()
+    return int(conn.execute(query).scalar_one())
 
 
 def _user() -> str:

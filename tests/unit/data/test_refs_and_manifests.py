@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -67,21 +69,34 @@ def test_the_stat_cache_trusts_only_unchanged_files_hashed_well_after_their_last
     path.write_bytes(b"abc")
     key = stat_key(path.stat())
     cache = StatCache(tmp_path)
-    mtime = key[1]
-    cache.store([(str(path), key, "blake3:d1", mtime + 1)])  # hashed within one tick: racy
+    changed = max(key[1], key[2])  # mtime, ctime
+    cache.store([(str(path), key, "blake3:d1", changed + 1)])  # hashed within one tick: racy
     assert cache.lookup([(str(path), key)]) == {}
-    cache.store([(str(path), key, "blake3:d1", mtime + RACY_NS + 1)])
+    cache.store([(str(path), key, "blake3:d1", changed + RACY_NS + 1)])
     assert cache.lookup([(str(path), key)]) == {str(path): "blake3:d1"}
-    moved = (key[0], key[1] + 1, key[2])
-    assert cache.lookup([(str(path), moved)]) == {}
+    for moved in ((key[0], key[1] + 1, key[2], key[3]), (key[0], key[1], key[2] + 1, key[3])):
+        assert cache.lookup([(str(path), moved)]) == {}
+    cache.close()
+
+
+def test_new_bytes_under_an_old_mtime_are_not_taken_from_the_cache(tmp_path: Path):
+    path = tmp_path / "labels.txt"
+    path.write_bytes(b"label=cat\n")
+    before = path.stat()
+    cache = StatCache(tmp_path)
+    cache.store([(str(path), stat_key(before), "blake3:cat", before.st_ctime_ns + 10**10)])
+    time.sleep(0.05)  # past the filesystem's timestamp tick, as any later edit is
+    path.write_bytes(b"label=dog\n")  # same size; then the old mtime put back (cp -p, rsync -t)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert cache.lookup([(str(path), stat_key(path.stat()))]) == {}
     cache.close()
 
 
 def test_a_damaged_stat_cache_is_started_again(tmp_path: Path):
     (tmp_path / "stat-cache.sqlite").write_bytes(b"garbage" * 100)
     cache = StatCache(tmp_path)
-    cache.store([("/x", (1, 2, 3), "blake3:d", 10**18)])
-    assert cache.lookup([("/x", (1, 2, 3))]) == {"/x": "blake3:d"}
+    cache.store([("/x", (1, 2, 3, 4), "blake3:d", 10**18)])
+    assert cache.lookup([("/x", (1, 2, 3, 4))]) == {"/x": "blake3:d"}
     cache.close()
 
 

@@ -21,6 +21,7 @@ REVISIONS: tuple[str, ...] = ("0001", "0002", "0003")
 HEAD = REVISIONS[-1]
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000
+PG_CONNECT_TIMEOUT_S = 10
 _SUPPORTED = ("sqlite", "postgresql")
 _WRITE = "loopml_write"
 _MIGRATIONS = Path(__file__).with_name("migrations")
@@ -129,7 +130,13 @@ def _create_engine(uri: str) -> Engine:
             return _sqlite_engine(uri)
         # Exact float text whatever the server's default (search folds metrics in as text).
         return create_engine(
-            uri, pool_pre_ping=True, connect_args={"options": "-c extra_float_digits=3"}
+            uri,
+            pool_pre_ping=True,
+            connect_args={
+                "options": "-c extra_float_digits=3",
+                # A server that accepts but never answers fails in seconds, not never.
+                "connect_timeout": PG_CONNECT_TIMEOUT_S,
+            },
         )
     except ArgumentError as exc:
         raise unsupported from exc
