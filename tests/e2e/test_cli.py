@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import textwrap
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
 
 import pytest
 
 from loopml.core.workspace import Workspace
+from tests.e2e.cli import environment, loopml, loopml_json, one_error_line, python, together
 
-T = TypeVar("T")
-LOOPML = Path(sys.executable).parent / "loopml"
 HEAVY = ("sqlalchemy", "pandas", "sklearn", "numpy", "alembic")
 MODEL_BYTES = bytes(range(256)) * 4
 # Ids are random; two that share a prefix are made by fixing uuid4 in the seeding process.
@@ -62,72 +55,6 @@ SEED = textwrap.dedent(
     print(json.dumps(ids))
     """
 )
-
-
-def environment(**extra: str) -> dict[str, str]:
-    """Return this process's environment without LoopML settings, wide enough for tables."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("LOOPML_HOME", "LOOPML_STORE_URI", "LOOPML_BLOB_URI", "LOOPML_DEBUG")
-    }
-    return env | {"COLUMNS": "200"} | extra
-
-
-def loopml(
-    *args: str, cwd: Path, expect: int = 0, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run `loopml ARGS` in `cwd` and check its exit status."""
-    done = subprocess.run(
-        [str(LOOPML), *args],
-        cwd=cwd,
-        env=env or environment(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == expect, (
-        f"loopml {' '.join(args)} exited {done.returncode}, not {expect}\n"
-        f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
-    )
-    return done
-
-
-def together(*calls: Callable[[], T]) -> list[T]:
-    """Run independent commands side by side (each is a ~0.3 s process start); results in order."""
-    with ThreadPoolExecutor(len(calls)) as pool:
-        futures = [pool.submit(call) for call in calls]
-        return [future.result() for future in futures]
-
-
-def loopml_json(*args: str, cwd: Path) -> Any:
-    """Run `loopml ARGS --json` and return the parsed output."""
-    return json.loads(loopml(*args, "--json", cwd=cwd).stdout)
-
-
-def one_error_line(done: subprocess.CompletedProcess[str]) -> str:
-    """Return the single line a failed command printed, after checking it is just that."""
-    assert "Traceback" not in done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1, done.stderr
-    assert lines[0].startswith("error: ")
-    return lines[0]
-
-
-def python(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run a Python snippet with the interpreter LoopML is installed in; it must succeed."""
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=cwd,
-        env=environment(),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return done
 
 
 @pytest.fixture(scope="module")

@@ -19,16 +19,8 @@ from loopml.core.workspace import Workspace
 from loopml.data import registration, versions
 from loopml.data.links import checkout
 from loopml.data.remotes import add_remote
-from tests.e2e.test_data_cli import (
-    LOOPML,
-    blobs_of,
-    environment,
-    loopml,
-    one_error_line,
-    tree,
-    verified_blobs,
-    write_tree,
-)
+from tests.e2e.cli import LOOPML, environment, loopml, one_error_line
+from tests.e2e.test_data_cli import blobs_of, tree, verified_blobs, write_tree
 
 # Many small files keep `add` and `push` busy for a second or two: wide enough to kill them
 # midway (each blob a push writes is fsynced, so 600 of them take about as long).
