@@ -30,14 +30,15 @@ def file_mode(st: os.stat_result) -> int:
 def ingest(blobs: ContentStore, cache: StatCache, target: Path, *, label: str) -> Manifest:
     """Store every file under `target` that the blob store lacks; return the manifest.
 
-    Files whose stat key is in the cache are not read again. Blobs are made durable with one
-    filesystem flush at the end, before the caller records anything that points at them.
+    Files whose stat key is in the cache are not read again. Every blob is durable on return,
+    before the caller records anything that points at it: large ones are fsynced one by one,
+    small ones share one filesystem flush at the end.
     """
     kind, found = scan(target)
     keys = {f.path: stat_key(f.st) for f in found}
     known = cache.lookup(keys.items())
     hashed: list[tuple[str, Key, str, int]] = []
-    unsynced: list[Blob] = []
+    unsynced: list[Blob] = []  # appended from the pool's threads (list.append is atomic)
 
     with file_progress(label, len(found), sum(f.st.st_size for f in found)) as advance:
 
