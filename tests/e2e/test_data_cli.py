@@ -400,15 +400,17 @@ def test_used_by_lists_the_runs_that_read_a_version(workspace: Path) -> None:
         cwd=workspace,
     ).stdout.strip()
 
-    body, unused = together(
+    body, unused, shown = together(
         lambda: loopml_json("data", "used-by", "churn@v1", cwd=workspace),
         lambda: loopml("data", "used-by", "churn@v2", cwd=workspace).stdout,
+        lambda: loopml_json("runs", "show", run_id, cwd=workspace),
     )
 
     assert [(r["run_id"], r["name"], r["status"]) for r in body] == [
         (run_id, "trainer", "FINISHED")
     ]
     assert unused.strip() == "No run has read churn@v2."
+    assert shown["inputs"] == ["churn@v1"]  # lineage walks back from the run too
 
 
 def test_push_and_pull_move_every_blob_through_a_file_remote(

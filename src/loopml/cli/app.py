@@ -63,8 +63,7 @@ def gc(
     ] = False,
 ) -> None:
     """Find blobs that no dataset version, run or model references; --force removes them."""
-    from loopml.cli.data import size_text
-    from loopml.cli.output import console
+    from loopml.cli.output import console, size_text
     from loopml.core.gc import collect
     from loopml.core.workspace import Workspace
 

@@ -47,16 +47,6 @@ def _version_dict(v: DatasetVersion) -> dict[str, Any]:
     }
 
 
-def size_text(n: int) -> str:
-    """Format a byte count as 512 B, 3.1 KB, 2.0 GB."""
-    value = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{n} B"
-
-
 @app.command()
 def add(
     path: Annotated[Path, typer.Argument(help="File or folder to version.")],
@@ -67,7 +57,7 @@ def add(
     as_json: JsonOption = False,
 ) -> None:
     """Version a file or folder: only new content is stored; unchanged content makes no version."""
-    from loopml.cli.output import console, print_json
+    from loopml.cli.output import console, print_json, size_text
     from loopml.data.registration import add as add_
 
     version, created = add_(_ws(), path, name=name, message=message)
@@ -92,7 +82,7 @@ def status(as_json: JsonOption = False) -> None:
 @app.command("list")
 def list_(as_json: JsonOption = False) -> None:
     """List datasets with their latest version."""
-    from loopml.cli.output import console, print_json, table, when
+    from loopml.cli.output import console, print_json, size_text, table, when
     from loopml.data import versions
 
     found = versions.list_all(_ws())
@@ -121,7 +111,7 @@ def log(
     name: Annotated[str, typer.Argument(help="Dataset name.")], as_json: JsonOption = False
 ) -> None:
     """List the versions of a dataset, newest first."""
-    from loopml.cli.output import print_json, table, when
+    from loopml.cli.output import print_json, size_text, table, when
     from loopml.data import versions
 
     found = versions.history(_ws(), name)
@@ -155,7 +145,7 @@ def show(
     as_json: JsonOption = False,
 ) -> None:
     """Show a version: its files and the columns of its tables."""
-    from loopml.cli.output import console, number, print_json, table, when
+    from loopml.cli.output import console, number, print_json, size_text, table, when
     from loopml.data import versions
 
     version = versions.get(_ws(), ref)
@@ -425,7 +415,7 @@ RefsArg = Annotated[
 @app.command()
 def push(refs: RefsArg = None, remote: RemoteOption = None) -> None:
     """Copy the blobs of versions to a remote; only what it lacks travels."""
-    from loopml.cli.output import console
+    from loopml.cli.output import console, size_text
     from loopml.data.remotes import push as push_
 
     result = push_(_ws(), remote=remote, refs=refs)
@@ -437,7 +427,7 @@ def push(refs: RefsArg = None, remote: RemoteOption = None) -> None:
 @app.command()
 def pull(refs: RefsArg = None, remote: RemoteOption = None) -> None:
     """Fetch the blobs of versions from a remote; only what is missing here travels."""
-    from loopml.cli.output import console
+    from loopml.cli.output import console, size_text
     from loopml.data.remotes import pull as pull_
 
     result = pull_(_ws(), remote=remote, refs=refs)

@@ -64,6 +64,16 @@ def duration(ms: int | None) -> str:
     return f"{hours}h{minutes:02d}m"
 
 
+def size_text(n: int) -> str:
+    """Format a byte count as 512 B, 3.1 KB, 2.0 GB."""
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{n} B"
+
+
 def number(value: float) -> str:
     """Format a metric value compactly."""
     return f"{value:.6g}"

@@ -61,14 +61,19 @@ def show(run: RunArg, as_json: JsonOption = False) -> None:
     """Show one run: attributes, params, metrics, tags and artifacts."""
     from rich.text import Text
 
-    from loopml.cli.output import console, duration, number, print_json, table, when
+    from loopml.cli.output import console, duration, number, print_json, size_text, table, when
+    from loopml.data import versions
     from loopml.tracking import artifacts, runs
 
     ws = _ws()
     record = runs.get(ws, runs.resolve_id(ws, run))
     files = artifacts.list_artifacts(ws, record.id)
+    inputs = versions.inputs_of(ws, record.id)
     if as_json:
-        print_json(record.to_dict() | {"artifacts": [vars(f) for f in files]})
+        print_json(
+            record.to_dict()
+            | {"artifacts": [vars(f) for f in files], "inputs": [v.ref for v in inputs]}
+        )
         return
     console.print(Text(record.name, style="bold") + Text(f"  {record.id}"))
     console.print(
@@ -86,6 +91,12 @@ def show(run: RunArg, as_json: JsonOption = False) -> None:
         )
     if record.tags:
         table("Tags", ["KEY", "VALUE"], sorted(record.tags.items()))
+    if inputs:
+        table(
+            "Inputs (dataset versions)",
+            ["VERSION", "FILES", "SIZE"],
+            [(v.ref, v.num_files, size_text(v.size)) for v in inputs],
+        )
     if files:
         table(
             "Artifacts",

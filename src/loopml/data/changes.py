@@ -13,7 +13,7 @@ from loopml.config import Settings
 from loopml.core.blobs import ContentStore, storage_from_uri
 from loopml.core.blobs.digest import digest_file
 from loopml.data import tracked
-from loopml.data.manifest import Manifest
+from loopml.data.manifest import Manifest, read_manifest
 from loopml.data.scan import Found, scan
 from loopml.data.stat_cache import Key, StatCache, now_ns, stat_key
 from loopml.errors import NotFound
@@ -49,7 +49,7 @@ def status(settings: Settings) -> list[PathStatus]:
     try:
         result = []
         for key, entry in sorted(tracked.load(settings.dir).items()):
-            manifest = Manifest.from_bytes(blobs.read_bytes(entry.manifest), digest=entry.manifest)
+            manifest = read_manifest(blobs, entry.manifest)
             changes = compare(tracked.location(settings.root, key), manifest, cache)
             result.append(PathStatus(entry, changes))
         return result

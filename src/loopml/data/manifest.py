@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from loopml.core.blobs.content_store import ContentStore
 from loopml.core.blobs.digest import check_digest
 from loopml.core.paths import clean_relpath
-from loopml.errors import IntegrityError
+from loopml.errors import IntegrityError, NotFound
 
 FORMAT = 1
 KINDS = ("file", "folder")
@@ -70,6 +71,18 @@ class Manifest:
                 "pull it again from a remote"
             ) from exc
         return cls(body["kind"], files)
+
+
+def read_manifest(blobs: ContentStore, digest: str) -> Manifest:
+    """Return the manifest stored under `digest` in `blobs`, verified."""
+    try:
+        data = blobs.read_bytes(digest)
+    except NotFound:
+        raise NotFound(
+            f"the manifest {digest} is not in this workspace's blob store; "
+            "run `loopml data pull` to fetch it from a remote"
+        ) from None
+    return Manifest.from_bytes(data, digest=digest)
 
 
 def _check_header(body: dict[str, object]) -> None:

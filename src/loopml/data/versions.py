@@ -13,7 +13,7 @@ from loopml.core.store import insert_for, now_ms
 from loopml.core.store import schema as db
 from loopml.core.workspace import Workspace
 from loopml.data.entities import DatasetSummary, DatasetVersion
-from loopml.data.manifest import Manifest
+from loopml.data.manifest import Manifest, read_manifest
 from loopml.data.refs import LATEST, Ref, check_name, check_tag, parse_ref
 from loopml.errors import NotFound, StoreError
 
@@ -279,14 +279,7 @@ def referenced_digests(ws: Workspace) -> set[str]:
 
 def load_manifest(ws: Workspace, digest: str) -> Manifest:
     """Return the manifest stored under `digest`, verified."""
-    try:
-        data = ws.blobs.read_bytes(digest)
-    except NotFound:
-        raise NotFound(
-            f"the manifest {digest} is not in this workspace's blob store; "
-            "run `loopml data pull` to fetch it from a remote"
-        ) from None
-    return Manifest.from_bytes(data, digest=digest)
+    return read_manifest(ws.blobs, digest)
 
 
 def digests_of(ws: Workspace, versions: Iterable[DatasetVersion]) -> set[str]:

@@ -132,10 +132,8 @@ class LocalStorage:
         hex_digits = digest_hex(key)
         return self.root / hex_digits[:2] / hex_digits[2:]
 
-    _path = path_of
-
     def _write(self, key: str, fill: Callable[[BinaryIO], object], *, durable: bool = True) -> None:
-        dest = self._path(key)
+        dest = self.path_of(key)
         make_dirs(dest.parent, durable=durable)
         write_atomically(dest, fill, mode=0o444, durable=durable)
 
@@ -172,14 +170,14 @@ class LocalStorage:
         if self._has(key, size):
             tmp.unlink()
         else:
-            make_dirs(self._path(key).parent, durable=durable)
-            _publish(tmp, self._path(key), durable=durable)
+            make_dirs(self.path_of(key).parent, durable=durable)
+            _publish(tmp, self.path_of(key), durable=durable)
         return key, size
 
     def _has(self, key: str, size: int) -> bool:
         """Return True if `key` is stored whole (a blob of the wrong size was damaged)."""
         try:
-            return self._path(key).stat().st_size == size
+            return self.path_of(key).stat().st_size == size
         except FileNotFoundError:
             return False
 
@@ -189,7 +187,7 @@ class LocalStorage:
 
     def open(self, key: str) -> BinaryIO:
         """Return a binary reader for `key`; raise NotFound if it is not stored."""
-        path = self._path(key)
+        path = self.path_of(key)
         try:
             return path.open("rb")
         except FileNotFoundError:
@@ -197,12 +195,12 @@ class LocalStorage:
 
     def exists(self, key: str) -> bool:
         """Return True if `key` is stored."""
-        return self._path(key).is_file()
+        return self.path_of(key).is_file()
 
     def size(self, key: str) -> int:
         """Return the stored size of `key` in bytes."""
         try:
-            return self._path(key).stat().st_size
+            return self.path_of(key).stat().st_size
         except FileNotFoundError:
             raise NotFound(f"blob {key} is not stored in {self.root}") from None
 
@@ -220,7 +218,7 @@ class LocalStorage:
     def delete(self, key: str) -> None:
         """Remove `key`; a key that is not stored is not an error."""
         # No folder fsync: a delete lost in a crash only leaves a blob a later GC removes again.
-        self._path(key).unlink(missing_ok=True)
+        self.path_of(key).unlink(missing_ok=True)
 
 
 _PIPELINE_CHUNK = 4 << 20
