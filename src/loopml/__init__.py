@@ -38,10 +38,14 @@ _LAZY: dict[str, str] = {
     "Experiment": "loopml.tracking.entities",
     "Workspace": "loopml.core.workspace",
     "data": "loopml",  # the subpackage: `loopml.data.add(...)`
+    "step": "loopml.pipelines.step",
+    "pipeline": "loopml.pipelines.graph",
+    "Dataset": "loopml.data.entities",
 }
 
 # Kept literal for tools; a test checks it matches _LAZY.
 __all__ = [
+    "Dataset",
     "Experiment",
     "Run",
     "RunRecord",
@@ -63,17 +67,22 @@ __all__ = [
     "log_param",
     "log_params",
     "log_text",
+    "pipeline",
     "search_runs",
     "set_tag",
     "set_tags",
     "set_workspace",
     "start_run",
+    "step",
     "use_workspace",
 ]
 
 if TYPE_CHECKING:
     from loopml import data
     from loopml.core.workspace import Workspace, set_workspace, use_workspace
+    from loopml.data.entities import Dataset
+    from loopml.pipelines.graph import pipeline
+    from loopml.pipelines.step import step
     from loopml.tracking.autolog import autolog
     from loopml.tracking.entities import Experiment, RunRecord
     from loopml.tracking.fluent import (

@@ -11,6 +11,9 @@
     ├── IntegrityError                   stored bytes do not match their digest
     ├── StoreError                       the metadata store cannot be used
     │   └── SchemaTooNew                 the database was migrated by a newer LoopML
+    ├── StepFailed                       a pipeline step failed; carries the pipeline result
+    ├── StepTimeout (TimeoutError)       a step attempt ran past its timeout
+    ├── WorkerLost                       the process running a step attempt died
     └── GateFailed                       a validation gate refused a model (registry issue)
 
 Each message names the thing and says how to fix it; the CLI prints it as one line.
@@ -69,6 +72,22 @@ class SchemaTooNew(StoreError):
     """The database schema was written by a newer LoopML than this one."""
 
 
+class StepFailed(LoopMLError):
+    """A pipeline step failed; `result` is the pipeline's result, with every step's status."""
+
+    def __init__(self, message: str, result: object = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class StepTimeout(LoopMLError, TimeoutError):
+    """A step attempt ran past its timeout and was stopped."""
+
+
+class WorkerLost(LoopMLError):
+    """The worker process (or Ray task) running a step attempt died."""
+
+
 class GateFailed(LoopMLError):
     """A validation gate refused a model."""
 
@@ -84,6 +103,9 @@ __all__ = [
     "NotFound",
     "ParamConflict",
     "SchemaTooNew",
+    "StepFailed",
+    "StepTimeout",
     "StoreError",
+    "WorkerLost",
     "WorkspaceNotFound",
 ]

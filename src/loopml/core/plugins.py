@@ -18,6 +18,7 @@ JOURNAL_REPLAY: tuple[str, ...] = ("loopml.tracking.recovery:replay_abandoned",)
 BLOB_REFERENCES: tuple[str, ...] = (
     "loopml.tracking.artifacts:referenced_digests",
     "loopml.data.versions:referenced_digests",
+    "loopml.pipelines.records:referenced_digests",
 )
 
 

@@ -241,6 +241,10 @@ class Workspace:
     def __repr__(self) -> str:
         return f"Workspace({str(self.root)!r})"
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Sent to a worker process (a dataset version a step reads): it opens the same folder.
+        return (Workspace.open, (str(self.root),))
+
 
 def _open_store(settings: config.Settings) -> Store:
     from loopml.core.store import Store, schema

@@ -69,6 +69,10 @@ class DatasetVersion:
         return read_version_table(self, file)
 
 
+# The name steps use for a dataset parameter: `def split(data: Dataset)` receives the version.
+Dataset = DatasetVersion
+
+
 @dataclass(frozen=True)
 class DatasetSummary:
     """A dataset: its name, how many versions it has and its latest version."""

@@ -205,6 +205,47 @@ class RunInput(Base):
     __table_args__ = (Index("ix_run_inputs_version", "version_id"),)
 
 
+class PipelineStep(Base):
+    """One step of a pipeline run (its own nested run): how it ran and its cache key."""
+
+    __tablename__ = "pipeline_steps"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    pipeline_run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    node: Mapped[str] = mapped_column(String(250))  # its name in the graph: train, train_2
+    function: Mapped[str] = mapped_column(String(500))  # module:qualname
+    cache_key: Mapped[str | None] = mapped_column(String(64))
+    code_digest: Mapped[str | None] = mapped_column(String(71))  # its sources, a JSON blob
+    status: Mapped[str] = mapped_column(String(16))  # RUNNING COMPLETED CACHED FAILED
+    cached_from: Mapped[str | None] = mapped_column(String(32))  # the run whose outputs it reused
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        Index("ix_pipeline_steps_pipeline", "pipeline_run_id"),
+        Index("ix_pipeline_steps_cache_key", "cache_key", "status"),
+    )
+
+
+class StepValue(Base):
+    """An input or output of a step run, by digest: the lineage links between steps."""
+
+    __tablename__ = "step_values"
+
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), primary_key=True)
+    direction: Mapped[str] = mapped_column(String(3), primary_key=True)  # "in" or "out"
+    name: Mapped[str] = mapped_column(String(250), primary_key=True)
+    digest: Mapped[str | None] = mapped_column(String(71))  # None: an output that was None
+    materializer: Mapped[str] = mapped_column(String(100))  # or "dataset" for a dataset input
+    type_name: Mapped[str] = mapped_column(String(250))
+    size: Mapped[int] = mapped_column(BigInteger)
+    # For an input: the step run that produced it (None for a dataset); for an output: None.
+    source_run_id: Mapped[str | None] = mapped_column(String(32))
+
+    __table_args__ = (Index("ix_step_values_digest", "digest"),)
+
+
 # Core tables, for the statements on hot paths (no ORM unit of work involved).
 experiments = cast(Table, Experiment.__table__)
 runs = cast(Table, Run.__table__)
@@ -217,3 +258,5 @@ datasets = cast(Table, Dataset.__table__)
 dataset_versions = cast(Table, DatasetVersion.__table__)
 dataset_tags = cast(Table, DatasetTag.__table__)
 run_inputs = cast(Table, RunInput.__table__)
+pipeline_steps = cast(Table, PipelineStep.__table__)
+step_values = cast(Table, StepValue.__table__)

@@ -1,0 +1,215 @@
+"""What a step's cache key is made of: its code, the local code it calls, and its libraries.
+
+A step's code fingerprint covers, exactly:
+
+- the source of the step function (or its bytecode, when the source cannot be read);
+- the source of every function and class it refers to by a global name or a closure variable
+  that is defined in the user's own code (not in the standard library, an installed package or
+  LoopML), followed transitively through what those refer to;
+- the whole source file of a user module it refers to by name (`import features` then
+  `features.clean(df)`);
+- the value of module-level constants it reads (numbers, strings, bytes, booleans, None, and
+  tuples or frozensets of them), so `SEED = 42` changing to 7 changes the key.
+
+Its library list names every installed distribution it reaches this way, through a module, a
+function or a class, or an `import` inside a function body, with its version.
+"""
+
+from __future__ import annotations
+
+import builtins
+import dis
+import functools
+import importlib.metadata
+import inspect
+import marshal
+import sys
+import sysconfig
+import textwrap
+import types
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from blake3 import blake3
+
+_CONSTANT_TYPES = (int, float, complex, str, bytes, bool, type(None))
+
+
+@dataclass
+class CodeFingerprint:
+    """The digest of a step's code and of the user code it reaches, and its libraries."""
+
+    digest: str
+    sources: dict[str, str] = field(default_factory=dict)  # qualified name -> source text
+    libraries: dict[str, str] = field(default_factory=dict)  # distribution -> version
+
+
+def fingerprint(fn: Callable[..., Any]) -> CodeFingerprint:
+    """Return the fingerprint of `fn` and everything local it reaches."""
+    walker = _Walker()
+    walker.visit_function(fn)
+    hasher = blake3()
+    for name in sorted(walker.sources):
+        hasher.update(f"{name}\0{walker.sources[name]}\0".encode())
+    for name in sorted(walker.constants):
+        hasher.update(f"{name}={walker.constants[name]}\0".encode())
+    libraries = {}
+    for package in sorted(walker.packages):
+        for distribution in _distributions().get(package, ()):
+            libraries[distribution] = _version(distribution)
+    return CodeFingerprint(f"blake3:{hasher.hexdigest()}", dict(walker.sources), libraries)
+
+
+class _Walker:
+    def __init__(self) -> None:
+        self.sources: dict[str, str] = {}
+        self.constants: dict[str, str] = {}
+        self.packages: set[str] = set()
+        self._seen: set[int] = set()
+
+    def visit_function(self, fn: Callable[..., Any]) -> None:
+        fn = inspect.unwrap(getattr(fn, "fn", fn))
+        if id(fn) in self._seen or not isinstance(fn, types.FunctionType):
+            return
+        self._seen.add(id(fn))
+        self.sources[f"{fn.__module__}:{fn.__qualname__}"] = _source(fn)
+        scope: dict[str, Any] = dict(vars(builtins))
+        scope.update(fn.__globals__)
+        if fn.__closure__:
+            for name, cell in zip(fn.__code__.co_freevars, fn.__closure__, strict=True):
+                try:
+                    scope[name] = cell.cell_contents
+                except ValueError:  # an empty cell: a name assigned later
+                    continue
+        for code in _code_objects(fn.__code__):
+            for package in _imports(code):
+                self._library(package)
+            for name in (*code.co_names, *code.co_freevars):
+                if name in scope:
+                    self.visit_value(f"{fn.__module__}.{name}", scope[name])
+
+    def visit_value(self, name: str, value: Any) -> None:
+        if isinstance(value, _CONSTANT_TYPES):
+            self.constants[name] = repr(value)
+        elif isinstance(value, tuple | frozenset) and all(
+            isinstance(v, _CONSTANT_TYPES) for v in value
+        ):
+            self.constants[name] = repr(
+                sorted(map(repr, value)) if isinstance(value, frozenset) else value
+            )
+        elif isinstance(value, types.ModuleType):
+            self.visit_module(value)
+        elif hasattr(value, "fn") and hasattr(value, "options") and callable(value):
+            self.visit_function(value.fn)  # another step, called as a plain function
+        elif isinstance(value, types.FunctionType):
+            if is_local(value.__module__):
+                self.visit_function(value)
+            else:
+                self._library(value.__module__)
+        elif isinstance(value, type):
+            if is_local(value.__module__):
+                self.visit_class(value)
+            else:
+                self._library(value.__module__)
+        elif isinstance(value, types.BuiltinFunctionType | types.MethodType):
+            module = getattr(value, "__module__", None)
+            if module:
+                self._library(module)
+
+    def visit_class(self, cls: type) -> None:
+        if id(cls) in self._seen:
+            return
+        self._seen.add(id(cls))
+        try:
+            self.sources[f"{cls.__module__}:{cls.__qualname__}"] = textwrap.dedent(
+                inspect.getsource(cls)
+            )
+        except (OSError, TypeError):
+            self.sources[f"{cls.__module__}:{cls.__qualname__}"] = repr(sorted(vars(cls)))
+        for member in vars(cls).values():
+            target = member.__func__ if isinstance(member, classmethod | staticmethod) else member
+            if isinstance(target, types.FunctionType):
+                self.visit_function(target)
+        for base in cls.__mro__[1:]:
+            if base is not object:
+                self.visit_value(f"{cls.__module__}.{base.__name__}", base)
+
+    def visit_module(self, module: types.ModuleType) -> None:
+        if not is_local(module.__name__):
+            self._library(module.__name__)
+            return
+        if id(module) in self._seen:
+            return
+        self._seen.add(id(module))
+        path = getattr(module, "__file__", None)
+        try:
+            text = Path(path).read_text(encoding="utf-8") if path else repr(sorted(vars(module)))
+        except OSError:
+            text = repr(sorted(vars(module)))
+        self.sources[f"{module.__name__}:<module>"] = text
+
+    def _library(self, module: str) -> None:
+        top = module.partition(".")[0]
+        if top and top not in sys.stdlib_module_names and top != "builtins":
+            self.packages.add(top)
+
+
+def _source(fn: types.FunctionType) -> str:
+    try:
+        return textwrap.dedent(inspect.getsource(fn))
+    except (OSError, TypeError):
+        # Defined where no source file is kept (exec, a notebook cell that is gone): the
+        # bytecode and constants change whenever the code does, on this Python version.
+        return marshal.dumps(fn.__code__).hex()
+
+
+def _code_objects(code: types.CodeType) -> Iterator[types.CodeType]:
+    yield code
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from _code_objects(const)
+
+
+def _imports(code: types.CodeType) -> Iterator[str]:
+    for instruction in dis.get_instructions(code):
+        if instruction.opname == "IMPORT_NAME":
+            yield str(instruction.argval)
+
+
+@functools.cache
+def _library_roots() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    roots = {paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib") if key in paths}
+    roots.update(p for p in sys.path if p.endswith(("site-packages", "dist-packages")))
+    return tuple(str(Path(root).resolve()) for root in roots)
+
+
+@functools.cache
+def _is_local_file(path: str) -> bool:
+    resolved = str(Path(path).resolve())
+    return not resolved.startswith(_library_roots())
+
+
+def is_local(module_name: str) -> bool:
+    """Return True for the user's own modules: not stdlib, not installed, not LoopML."""
+    top = module_name.partition(".")[0]
+    if top in sys.stdlib_module_names or top in ("loopml", "builtins"):
+        return False
+    module = sys.modules.get(module_name)
+    path = getattr(module, "__file__", None)
+    return path is None or _is_local_file(path)
+
+
+@functools.cache
+def _distributions() -> dict[str, tuple[str, ...]]:
+    return {k: tuple(v) for k, v in importlib.metadata.packages_distributions().items()}
+
+
+@functools.cache
+def _version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
