@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check lint typecheck unit bench bench-data clean
+.PHONY: demo test check lint typecheck unit bench bench-data bench-pipelines clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ bench: $(STAMP)
 ## Compare LoopML's datasets with DVC 3.67 (creates .venv-dvc/ on first use).
 bench-data: $(STAMP)
 	$(BIN)/python benchmarks/datasets.py
+
+## Measure pipeline overhead: a 20-step chain, local and Ray, and a fully cached rerun.
+bench-pipelines: $(STAMP)
+	$(BIN)/python benchmarks/pipelines.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,14 +1,18 @@
-"""The main job, as far as the loop exists today: versioned data, validation, tracked training.
+"""The main job, as far as the loop exists today: versioned data, validation, tracked training,
+cached pipelines and a sweep.
 
 Versions scikit-learn's bundled breast-cancer data as a dataset, validates a later batch of it
 against the first (an HTML report), trains a few scikit-learn models on the exact version,
 tracks each run (params, per-epoch metrics, the dataset version it read, a confusion-matrix
-artifact), searches the runs and prints the table. Everything lands in ./demo-output/.
+artifact), searches the runs and prints the table. Then it runs the split-train-evaluate
+pipeline of examples/pipelines/breast_cancer.py twice (the second time every step is cached)
+and sweeps its params, with a report of the trials. Everything lands in ./demo-output/.
 """
 
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 from rich.console import Console
@@ -92,6 +96,51 @@ def version_data() -> loopml.data.DatasetVersion:
     return v1
 
 
+def run_pipelines() -> str:
+    """Run the pipeline, run it again from the cache, sweep it; return the best trial's id."""
+    from loopml.pipelines.loader import load_pipeline
+    from loopml.pipelines.runner import run_pipeline
+    from loopml.pipelines.sweep import run_sweep
+
+    flow = load_pipeline("examples/pipelines/breast_cancer.py:breast_cancer")
+    console.print("[bold]Pipeline breast_cancer: split -> train -> evaluate")
+    first = run_pipeline(flow, {"alpha": 1e-3}, progress=True)
+    started = time.perf_counter()
+    again = run_pipeline(flow, {"alpha": 1e-3}, progress=True)
+    cached = sum(s.status == "CACHED" for s in again.steps.values())
+    console.print(
+        f"Run {first.run_id[:8]}: f1 {first.metrics['f1']:.4f}. Run again: {cached} of "
+        f"{len(again.steps)} steps cached, {time.perf_counter() - started:.2f} s"
+    )
+    console.print("[bold]Sweep: alpha x penalty, ranked by f1 (the split runs once)")
+    sweep = run_sweep(
+        flow,
+        {"alpha": [1e-4, 1e-3, 1e-2], "penalty": ["l2", "l1"]},
+        metric="f1",
+        progress=True,
+    )
+    table = Table(title="sweep trials, best f1 first", header_style="bold")
+    for column in ("trial", "alpha", "penalty", "accuracy", "f1"):
+        table.add_column(column)
+    for trial in sweep.trials:
+        table.add_row(
+            trial.run_id[:8],
+            f"{trial.params['alpha']:g}",
+            trial.params["penalty"],
+            f"{trial.metrics.get('accuracy', float('nan')):.4f}",
+            f"{trial.value or float('nan'):.4f}" + ("  best" if trial is sweep.best else ""),
+        )
+    console.print(table)
+    write_report(
+        loopml.set_workspace(OUT),
+        [t.run_id for t in sweep.trials],
+        OUT / "sweep.html",
+        title="breast-cancer sweep",
+    )
+    assert sweep.best is not None
+    return sweep.best.run_id
+
+
 def main() -> None:
     """Run the demo and print what a person would look at."""
     shutil.rmtree(OUT, ignore_errors=True)
@@ -136,13 +185,15 @@ def main() -> None:
     report = write_report(
         loopml.set_workspace(OUT), [r.id for r in best], OUT / "report.html", title="breast-cancer"
     )
+    best_trial = run_pipelines()
     console.print(f"Open the report with its charts of metrics over epochs: {report.resolve()}")
-    console.print(f"And the data check: {(OUT / 'data-validation.html').resolve()}")
+    console.print(f"The data check: {(OUT / 'data-validation.html').resolve()}")
+    console.print(f"The sweep's trials: {(OUT / 'sweep.html').resolve()}")
     console.print(
         f"Explore it yourself:  cd {OUT} && ../.venv/bin/loopml runs list   "
         f"(or: loopml runs show {champion.id[:8]}, loopml data log breast-cancer, "
         "loopml data diff breast-cancer@v1 breast-cancer@v2, loopml data used-by "
-        "breast-cancer@v1)"
+        f"breast-cancer@v1, loopml pipelines runs, loopml pipelines show {best_trial[:8]})"
     )
 
 
