@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from loopml.cli import data, experiments, runs
+from loopml.cli import data, experiments, pipelines, runs
 from loopml.errors import LoopMLError
 
 app = typer.Typer(
@@ -25,6 +25,7 @@ app = typer.Typer(
 app.add_typer(experiments.app, name="experiments")
 app.add_typer(runs.app, name="runs")
 app.add_typer(data.app, name="data")
+app.add_typer(pipelines.app, name="pipelines")
 
 _debug: ContextVar[bool] = ContextVar("loopml_cli_debug", default=False)
 
@@ -83,6 +84,10 @@ def gc(
             f"{count} unreferenced blob(s), {size}; nothing removed "
             "(dry run): run `loopml gc --force` to remove them"
         )
+
+
+app.command("run")(pipelines.run)
+app.command("sweep")(pipelines.sweep)
 
 
 def main() -> None:

@@ -32,12 +32,15 @@ class Display:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+        console = Console(stderr=True)
+        if not console.is_terminal:  # a log file gets the step lines, not a bar
+            return
         self._progress = Progress(
             TextColumn("[bold]steps"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.description}"),
-            console=Console(stderr=True),
+            console=console,
             transient=True,
         )
         self._progress.start()
