@@ -59,6 +59,10 @@ def canonical(node: str, name: str, value: Any) -> Any:
     if kind is dict:
         items = [[canonical(node, name, k), canonical(node, name, v)] for k, v in value.items()]
         return {"dict": sorted(items, key=lambda kv: json.dumps(kv[0], sort_keys=True))}
+    if kind in (set, frozenset):
+        # Pickled, a set of strings is in hash order, which changes with every process.
+        members = [canonical(node, name, v) for v in value]
+        return {kind.__name__: sorted(members, key=lambda v: json.dumps(v, sort_keys=True))}
     try:
         data = pickle.dumps(value, protocol=5)
     except Exception as exc:

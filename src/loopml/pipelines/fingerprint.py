@@ -9,7 +9,8 @@ A step's code fingerprint covers, exactly:
 - the whole source file of a user module it refers to by name (`import features` then
   `features.clean(df)`);
 - the value of module-level constants it reads (numbers, strings, bytes, booleans, None, and
-  tuples or frozensets of them), so `SEED = 42` changing to 7 changes the key.
+  lists, tuples, sets and dicts of them, nested), so `SEED = 42` changing to 7, or
+  `CONFIG = {"lr": 0.1}` to 0.2, changes the key.
 
 Its library list names every installed distribution it reaches this way, through a module, a
 function or a class, or an `import` inside a function body, with its version.
@@ -35,6 +36,7 @@ from typing import Any
 from blake3 import blake3
 
 _CONSTANT_TYPES = (int, float, complex, str, bytes, bool, type(None))
+_MAX_DEPTH = 16
 
 
 @dataclass
@@ -91,14 +93,9 @@ class _Walker:
                     self.visit_value(f"{fn.__module__}.{name}", scope[name])
 
     def visit_value(self, name: str, value: Any) -> None:
-        if isinstance(value, _CONSTANT_TYPES):
-            self.constants[name] = repr(value)
-        elif isinstance(value, tuple | frozenset) and all(
-            isinstance(v, _CONSTANT_TYPES) for v in value
-        ):
-            self.constants[name] = repr(
-                sorted(map(repr, value)) if isinstance(value, frozenset) else value
-            )
+        constant = _constant_text(value, 0)
+        if constant is not None:
+            self.constants[name] = constant
         elif isinstance(value, types.ModuleType):
             self.visit_module(value)
         elif hasattr(value, "fn") and hasattr(value, "options") and callable(value):
@@ -154,6 +151,27 @@ class _Walker:
         top = module.partition(".")[0]
         if top and top not in sys.stdlib_module_names and top != "builtins":
             self.packages.add(top)
+
+
+def _constant_text(value: Any, depth: int) -> str | None:
+    """Return a text that changes exactly when a plain-data value does; None for other values."""
+    if isinstance(value, _CONSTANT_TYPES):
+        return repr(value)
+    if depth > _MAX_DEPTH or not isinstance(value, list | tuple | set | frozenset | dict):
+        return None
+    if isinstance(value, dict):
+        items = [
+            (_constant_text(k, depth + 1), _constant_text(v, depth + 1)) for k, v in value.items()
+        ]
+        if any(k is None or v is None for k, v in items):
+            return None
+        return "{" + ", ".join(f"{k}: {v}" for k, v in items) + "}"
+    members = [_constant_text(v, depth + 1) for v in value]
+    if any(m is None for m in members):
+        return None
+    if isinstance(value, set | frozenset):  # iteration order varies between processes
+        members.sort()
+    return f"{type(value).__name__}[{', '.join(members)}]"  # type: ignore[arg-type]
 
 
 def _source(fn: types.FunctionType) -> str:

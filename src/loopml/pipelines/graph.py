@@ -39,6 +39,13 @@ class StepOutput:
             "it cannot decide an `if`; branch inside a step instead"
         )
 
+    def __format__(self, spec: str) -> str:
+        # Without this an f-string would quietly pass the repr on as the value.
+        raise InvalidInput(
+            f"the output of step {self.node!r} is not known while the pipeline is built, so "
+            "it cannot be formatted into text; pass it to a step and format it there"
+        )
+
 
 @dataclass
 class Node:
@@ -107,7 +114,7 @@ class GraphBuilder:
                     f"step {name!r}: parameter {parameter!r} was given all the outputs of step "
                     f"{value[0].node!r} at once; unpack them first: a, b = {value[0].node}(...)"
                 )
-            elif _wants_dataset(step.annotation(parameter)) or _is_dataset(value):
+            elif _is_dataset(value) or _wants_dataset(step.annotation(parameter), value):
                 datasets[parameter] = self._dataset(name, parameter, value)
             else:
                 _check_plain(name, parameter, value)
@@ -133,10 +140,14 @@ class GraphBuilder:
         return self._datasets[value]
 
 
-def _wants_dataset(hint: Any) -> bool:
+def _wants_dataset(hint: Any, value: Any) -> bool:
     from loopml.data.entities import DatasetVersion
 
-    return hint is DatasetVersion or DatasetVersion in typing.get_args(hint)
+    if hint is DatasetVersion:
+        return True
+    members = typing.get_args(hint)
+    # `data: Dataset | None = None` left at None is a plain None, not a ref to resolve
+    return DatasetVersion in members and not (value is None and type(None) in members)
 
 
 def _is_dataset(value: Any) -> bool:
@@ -149,6 +160,27 @@ def _check_plain(node: str, parameter: str, value: Any) -> None:
             f"step {node!r}: parameter {parameter!r} was given the step {value.name!r} itself; "
             f"call it and pass its output: {value.name}(...)"
         )
+    inner = _nested_output(value, 0)
+    if inner is not None:
+        # The worker would receive the placeholder, not the value: only a parameter given
+        # an output directly is wired to the upstream step.
+        raise InvalidInput(
+            f"step {node!r}: parameter {parameter!r} holds the output of step {inner.node!r} "
+            f"inside a {type(value).__name__}; pass each output to a parameter of its own"
+        )
+
+
+def _nested_output(value: Any, depth: int) -> StepOutput | None:
+    if isinstance(value, StepOutput):
+        return value
+    if depth > 8 or not isinstance(value, list | tuple | set | frozenset | dict):
+        return None
+    members = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+    for member in members:
+        found = _nested_output(member, depth + 1)
+        if found is not None:
+            return found
+    return None
 
 
 class Pipeline:
@@ -209,6 +241,12 @@ class Pipeline:
     ) -> PipelineResult:
         """Run the pipeline and return its result; raise StepFailed if a step fails."""
         from loopml.pipelines.runner import run_pipeline
+
+        if _builder.get() is not None:  # refuse before a workspace or workers are touched
+            raise InvalidInput(
+                f"pipeline {self.name!r} was called inside another pipeline; call its steps "
+                "instead, or run it on its own"
+            )
 
         return run_pipeline(
             self, params or {}, executor=executor, cache=cache, experiment=experiment

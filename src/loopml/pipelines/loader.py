@@ -23,6 +23,10 @@ def load_pipeline(target: str, *, root: Path | None = None) -> Pipeline:
             f"{target!r} does not name a pipeline; use FILE.py:FUNCTION or MODULE:FUNCTION"
         )
     where, _, name = target.rpartition(":")
+    if not where:
+        raise InvalidInput(
+            f"{target!r} names no file or module; use FILE.py:FUNCTION or MODULE:FUNCTION"
+        )
     if not name.isidentifier():
         raise InvalidInput(f"{name!r} in {target!r} is not a function name")
     if where.endswith(".py") or "/" in where or "\\" in where:
@@ -103,11 +107,18 @@ def _import_module(name: str) -> Any:
 
 def _where(exc: BaseException, path: Path | None) -> str:
     line = "".join(traceback.format_exception_only(exc)).strip().splitlines()[-1]
+    if isinstance(exc, SyntaxError) and exc.lineno:
+        # The bad line may be in a module the file imports: name that module's file then.
+        if exc.filename and (path is None or Path(exc.filename) != path):
+            return f"{line} ({exc.filename}, line {exc.lineno})"
+        return f"{line} (line {exc.lineno})"
     frames = [
         f
         for f in traceback.extract_tb(exc.__traceback__)
         if path is None or Path(f.filename) == path
     ]
-    if isinstance(exc, SyntaxError) and exc.lineno:
-        return f"{line} (line {exc.lineno})"
-    return f"{line} (line {frames[-1].lineno})" if frames else line
+    if not frames:
+        return line
+    if path is None:
+        return f"{line} ({frames[-1].filename}, line {frames[-1].lineno})"
+    return f"{line} (line {frames[-1].lineno})"

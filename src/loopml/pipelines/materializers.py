@@ -74,22 +74,38 @@ class JsonMaterializer:
         return False
 
     def dump(self, value: Any) -> bytes:
-        return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+        # Keys keep their order: a dict read back iterates as the step built it.
+        return json.dumps(value, separators=(",", ":")).encode()
 
     def load(self, data: bytes) -> Any:
         return json.loads(data)
 
 
 class ParquetMaterializer:
-    """pandas DataFrames with string column names, as Parquet (index kept)."""
+    """pandas DataFrames with string column names, as Parquet (index kept).
+
+    A column of Python objects is left to pickle unless Parquet gives its values back as
+    they were (strings, bytes, booleans, decimals, dates): lists would come back as numpy
+    arrays, dicts with every key of every row, and integers with None as floats.
+    """
 
     name = "parquet"
+    _EXACT_OBJECTS = frozenset({"string", "bytes", "boolean", "decimal", "date", "empty"})
 
     def handles(self, value: object) -> bool:
         module = type(value).__module__
         if not module.startswith("pandas") or type(value).__name__ != "DataFrame":
             return False
-        return all(isinstance(c, str) for c in value.columns)  # type: ignore[attr-defined]
+        frame: Any = value
+        if not all(isinstance(c, str) for c in frame.columns):
+            return False
+        from pandas.api.types import infer_dtype
+
+        return all(
+            infer_dtype(frame.iloc[:, i], skipna=True) in self._EXACT_OBJECTS
+            for i, dtype in enumerate(frame.dtypes)
+            if str(dtype) == "object"
+        )
 
     def dump(self, value: Any) -> bytes:
         buffer = io.BytesIO()

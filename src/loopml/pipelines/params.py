@@ -7,6 +7,7 @@ import json
 import types
 import typing
 from collections.abc import Mapping
+from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
 from loopml.errors import InvalidInput
@@ -63,7 +64,13 @@ def bind_params(
 def check(pipeline: str, name: str, value: Any, hint: Any) -> Any:
     """Return `value` if it fits `hint` (an int is a fine float), else raise InvalidInput."""
     if hint is None or hint is Any or _fits(value, hint):
-        return float(value) if hint is float and type(value) is int else value
+        members = _members(hint)
+        # 1 for a float param is 1.0, as `-p lr=1` parses, so both give one cache key
+        return (
+            float(value)
+            if type(value) is int and float in members and int not in members
+            else value
+        )
     raise InvalidInput(
         f"pipeline {pipeline!r}: param {name!r} must be {_describe(hint)}, "
         f"not {type(value).__name__} {value!r}"
@@ -107,6 +114,14 @@ def _parse_one(text: str, kind: Any) -> Any:  # noqa: PLR0911 - one return per t
             return _NO
     if kind is str or _is_dataset_type(kind):
         return text
+    if isinstance(kind, type) and issubclass(kind, PurePath):
+        return kind(text)
+    if typing.get_origin(kind) is typing.Literal:
+        for choice in typing.get_args(kind):
+            value = _parse_one(text, type(choice))
+            if value is not _NO and value == choice and type(value) is type(choice):
+                return value
+        return _NO
     try:  # lists, dicts and untyped params are read as JSON
         value = json.loads(text)
     except ValueError:
@@ -139,9 +154,26 @@ def _fits(value: Any, hint: Any) -> bool:  # noqa: PLR0911 - one return per kind
         return any(_fits(value, member) for member in typing.get_args(hint))
     if origin is typing.Literal:
         return value in typing.get_args(hint)
-    if origin is not None:
-        return isinstance(value, origin)
-    return isinstance(hint, type) and isinstance(value, hint)
+    if origin is None:
+        return isinstance(hint, type) and isinstance(value, hint)
+    if not isinstance(origin, type) or not isinstance(value, origin):
+        return False
+    return _members_fit(value, typing.get_args(hint))
+
+
+def _members_fit(value: Any, args: tuple[Any, ...]) -> bool:
+    """Return True if the items of a list, set, tuple or dict fit the hint's arguments."""
+    if not args:
+        return True
+    if isinstance(value, dict):
+        return len(args) == 2 and all(
+            _fits(k, args[0]) and _fits(v, args[1]) for k, v in value.items()
+        )
+    if isinstance(value, tuple) and not (len(args) == 2 and args[1] is Ellipsis):
+        return len(args) == len(value) and all(map(_fits, value, args))
+    if isinstance(value, list | tuple | set | frozenset):
+        return all(_fits(v, args[0]) for v in value)
+    return True
 
 
 def _is_dataset_type(hint: Any) -> bool:

@@ -63,7 +63,7 @@ class Step(Generic[P, R]):
         self.options = options
         self.outputs = outputs
         self.name: str = fn.__name__
-        self.signature = inspect.signature(fn)
+        self.signature = _signature(fn)
         self.hints = _type_hints(fn)
         self.reference = f"{fn.__module__}:{fn.__qualname__}"
         self.__doc__ = fn.__doc__
@@ -169,6 +169,16 @@ def step(
             raise InvalidInput(f"{function.name!r} is already a step; decorate it once")
         if not callable(function) or not hasattr(function, "__code__"):
             raise InvalidInput(f"@step decorates a function, not {type(function).__name__}")
+        if inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function):
+            raise InvalidInput(
+                f"step {function.__name__!r} is async; a step is a plain function (call "
+                "asyncio.run inside it)"
+            )
+        if inspect.isgeneratorfunction(function):
+            raise InvalidInput(
+                f"step {function.__name__!r} is a generator; a step returns its outputs "
+                "(return a list of what it yields)"
+            )
         name = function.__name__
         options = StepOptions(
             resources=_resources(name, resources),
@@ -182,6 +192,13 @@ def step(
         return Step(function, options, _outputs(function, outputs))
 
     return decorate(fn) if fn is not None else decorate
+
+
+def _signature(fn: Callable[..., Any]) -> inspect.Signature:
+    try:  # `(n: int)` in messages, not `(n: 'int')`, under `from __future__ import annotations`
+        return inspect.signature(fn, eval_str=True)
+    except Exception:  # noqa: BLE001 - a hint naming an undefined type: show it as written
+        return inspect.signature(fn)
 
 
 def _type_hints(fn: Callable[..., Any]) -> dict[str, Any]:
