@@ -64,13 +64,16 @@ def combinations(
     for name, values in grid.items():
         if isinstance(values, str) or not isinstance(values, Sequence) or not values:
             raise InvalidInput(f"sweep param {name!r} needs a non-empty list of values")
+    grid = {name: _distinct(values) for name, values in grid.items()}
     total = math.prod(len(v) for v in grid.values())
     if random is None:
         if total > MAX_TRIALS:
             raise InvalidInput(f"the grid has {total} combinations; sample some with --random N")
         return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*grid.values())]
-    if isinstance(random, bool) or not isinstance(random, int) or random < 1:
-        raise InvalidInput(f"--random takes a number of trials >= 1, not {random!r}")
+    if isinstance(random, bool) or not isinstance(random, int) or not 1 <= random <= MAX_TRIALS:
+        raise InvalidInput(
+            f"--random takes a number of trials from 1 to {MAX_TRIALS}, not {random!r}"
+        )
     rng = random_module.Random(seed)  # noqa: S311 - reproducible sampling, not secrets
     count = min(random, total)
     picked = rng.sample(range(total), count)
@@ -83,6 +86,15 @@ def combinations(
             combo[name] = grid[name][position]
         result.append({name: combo[name] for name in names})
     return result
+
+
+def _distinct(values: Sequence[Any]) -> list[Any]:
+    """Return `values` without repeats, in order (`-p a=1,1` is one trial, not two)."""
+    kept: list[Any] = []
+    for value in values:
+        if not any(type(value) is type(k) and value == k for k in kept):
+            kept.append(value)
+    return kept
 
 
 def run_sweep(

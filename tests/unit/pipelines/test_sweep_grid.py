@@ -70,5 +70,17 @@ def test_empty_or_malformed_grids_are_refused(grid: Any, message: str):
 
 @pytest.mark.parametrize("random", [0, -1, True, 2.5, "3"])
 def test_a_random_count_must_be_a_whole_number_of_trials(random: Any):
-    with pytest.raises(InvalidInput, match="--random takes a number of trials >= 1"):
+    with pytest.raises(InvalidInput, match="--random takes a number of trials from 1"):
         combinations(GRID, random=random)
+
+
+def test_repeated_values_make_one_trial_each() -> None:
+    assert combinations({"a": [1, 1, 2], "b": ["x", "x"]}) == [
+        {"a": 1, "b": "x"},
+        {"a": 2, "b": "x"},
+    ]
+
+
+def test_a_random_count_past_the_cap_is_refused() -> None:
+    with pytest.raises(InvalidInput, match="from 1 to 10000"):
+        combinations({"a": list(range(1000)), "b": list(range(1000))}, random=10**6)
