@@ -90,3 +90,22 @@ def _isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     current_run.reset(run_token)
     workspace_module._current.reset(ws_token)
     Workspace.close_all()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[None]:
+    """A local 2-CPU Ray cluster for this test session, started once (it takes seconds).
+
+    The Ray executor sees Ray initialized and uses it without starting or stopping it.
+    """
+    import ray
+
+    with pytest.MonkeyPatch.context() as env:
+        # Ray's processes inherit these: no auth token written to ~/.ray, no usage reports.
+        env.setenv("RAY_AUTH_MODE", "disabled")
+        env.setenv("RAY_USAGE_STATS_ENABLED", "0")
+        ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, configure_logging=False)
+        try:
+            yield
+        finally:
+            ray.shutdown()

@@ -11,10 +11,11 @@ from __future__ import annotations
 import heapq
 import itertools
 import json
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import cloudpickle
@@ -30,6 +31,7 @@ from loopml.pipelines.executors import Executor, make_executor
 from loopml.pipelines.executors.base import Capacity, Modules
 from loopml.pipelines.fingerprint import CodeFingerprint, fingerprint, is_local
 from loopml.pipelines.graph import Graph, Node, Pipeline
+from loopml.pipelines.materializers import Materializer
 from loopml.pipelines.records import StepValue
 from loopml.pipelines.task import Outcome, StepTask, Stored, load
 from loopml.tracking import context, runs
@@ -37,6 +39,9 @@ from loopml.tracking.entities import RunStatus
 from loopml.tracking.run import Run
 
 MAX_BACKOFF = 300.0
+# The params exactly as bound, for resume: logged params are text, which loses types
+# (a tuple, a set, a Path, the string "none" for `str | None`).
+PARAMS_TAG = "loopml.pipeline.params"
 
 
 @dataclass
@@ -70,6 +75,10 @@ class PipelineResult:
     steps: dict[str, StepResult]
     metrics: dict[str, float]
     workspace: Workspace = field(repr=False, compare=False)
+    # node -> the step's own materializers, to load what they stored
+    materializers: dict[str, tuple[Materializer, ...]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def output(self, node: str, name: str | None = None) -> Any:
         """Return the value of an output of step `node` (its only one, or the one named)."""
@@ -86,7 +95,7 @@ class PipelineResult:
             name = next(iter(step.outputs))
         if name not in step.outputs:
             raise InvalidInput(f"step {node!r} has no output {name!r}")
-        return load(self.workspace.blobs, step.outputs[name], ())
+        return load(self.workspace.blobs, step.outputs[name], self.materializers.get(node, ()))
 
 
 @dataclass
@@ -179,6 +188,7 @@ class Driver:
             "loopml.pipeline.source": pipeline.source or pipeline.reference,
             "loopml.executor": self.executor.name,
             "loopml.pipeline.datasets": json.dumps(resolved, sort_keys=True),
+            **_exact_params(bound),
             **(extra_tags or {}),
         }
         record = runs.create(
@@ -208,7 +218,12 @@ class Driver:
                 f"pipeline run {run_id} is still running; resume it once it has stopped"
             )
         resolved: dict[str, str] = json.loads(record.tags.get("loopml.pipeline.datasets", "{}"))
-        bound = pipeline.bind(record.params, from_text=True)
+        exact = record.tags.get(PARAMS_TAG)
+        bound = (
+            pipeline.bind(dict(json.loads(exact, object_hook=_decode)))
+            if exact is not None
+            else pipeline.bind(record.params, from_text=True)
+        )
         graph = pipeline.build(bound, lambda ref: self._dataset(resolved.get(ref, ref), {}))
         self._check_graph(graph)
         reuse = {
@@ -413,6 +428,7 @@ class Driver:
     def _task(self, job: _Job, node: Node) -> StepTask:
         stored: dict[str, Stored] = {}
         passed: dict[str, int] = {}
+        custom: dict[str, tuple[Materializer, ...]] = {}
         index = 0
         for parameter, output in sorted(node.inputs.items()):
             handles = job.values.get(output.node)
@@ -421,8 +437,13 @@ class Driver:
                 index += 1
             else:
                 stored[parameter] = job.results[output.node].outputs[output.name]
+                producer = job.graph.nodes[output.node].step.options.materializers
+                if producer:
+                    custom[parameter] = producer
         params = {**node.params, **node.datasets}
-        return StepTask(node.name, node.step, params, stored, passed, self.ws.settings.blob_uri)
+        return StepTask(
+            node.name, node.step, params, stored, passed, self.ws.settings.blob_uri, custom
+        )
 
     def _wait_once(self) -> None:
         now = time.monotonic()
@@ -492,7 +513,8 @@ class Driver:
 
     # ---- recording -------------------------------------------------------------------
     def _open_step(self, job: _Job, node: Node, key: str | None) -> Run:
-        step_run = self._create_step_run(job, node, "miss" if job.cache else "off")
+        caching = job.cache and node.step.options.cache
+        step_run = self._create_step_run(job, node, "miss" if caching else "off")
         code = self._fingerprint(node)
         code_blob = self.ws.blobs.put_bytes(
             json.dumps(code.sources, sort_keys=True, indent=1).encode()
@@ -604,10 +626,11 @@ class Driver:
         job.results[node.name] = result
         if values:
             job.values[node.name] = values
-        if outcome.metrics:
-            step_run.log_metrics(outcome.metrics)
-            job.run.log_metrics(outcome.metrics)
-            job.metrics.update(outcome.metrics)
+        metrics = _scores(outcome.metrics)
+        if metrics:
+            step_run.log_metrics(metrics)
+            job.run.log_metrics(metrics)
+            job.metrics.update(metrics)
         step_run.end("FINISHED")
         self.display.step_done(job, result)
 
@@ -651,8 +674,10 @@ class Driver:
         """Log the metrics of a reused step's dict outputs on the pipeline run."""
         from loopml.pipelines.task import metrics_of
 
-        json_outputs = [s for s in result.outputs.values() if s.materializer == "json"]
-        metrics = metrics_of([load(self.ws.blobs, s, ()) for s in json_outputs])
+        # A dict with a NaN score is pickled, not JSON: pick dicts by type, as a fresh run does.
+        custom = job.graph.nodes[result.node].step.options.materializers
+        dicts = [s for s in result.outputs.values() if s.type_name == "builtins.dict"]
+        metrics = _scores(metrics_of([load(self.ws.blobs, s, custom) for s in dicts]))
         if metrics:
             job.run.log_metrics(metrics)
             job.metrics.update(metrics)
@@ -664,12 +689,23 @@ class Driver:
         job.run.end(status)  # type: ignore[arg-type]
 
     def _abort(self, status: RunStatus) -> None:
-        for handle, attempt in list(self._running.items()):
+        for handle in list(self._running):
             self.executor.cancel(handle)
-            attempt.step_run.end(status)
-        for _, _, attempt in self._retries:
-            attempt.step_run.end(status)
-        for _, _, _, attempt in self._queue:
+        stopped = [
+            *self._running.values(),
+            *(attempt for _, _, attempt in self._retries),
+            *(attempt for _, _, _, attempt in self._queue),
+        ]
+        for attempt in stopped:
+            # Its step row says how it ended too, or `pipelines show` lists it as running.
+            with self.ws.store.write() as conn:
+                records.finish_step(
+                    conn,
+                    attempt.step_run.id,
+                    status=status,
+                    attempts=attempt.number,
+                    error=f"the pipeline run was stopped ({status}) while this step ran",
+                )
             attempt.step_run.end(status)
         for job in self.jobs:
             job.run.end(status)
@@ -686,12 +722,67 @@ class Driver:
             steps,
             dict(job.metrics),
             self.ws,
+            {name: n.step.options.materializers for name, n in job.graph.nodes.items()},
         )
+
+
+def _scores(metrics: dict[str, float]) -> dict[str, float]:
+    """Return a step's dict output as metrics if every key is a metric name, else nothing.
+
+    Counts by label (`{"<=50K": 100}`) are data, not scores; logging them would fail the run.
+    """
+    try:
+        for key in metrics:
+            runs.check_key(key, "metric")
+    except InvalidInput:
+        return {}
+    return metrics
+
+
+def _exact_params(params: Mapping[str, Any]) -> dict[str, str]:
+    """Return the tag holding `params` so `_decode` gives them back, or none if it cannot."""
+    try:
+        # Pairs, not an object: every JSON object in it is an encoded value for `_decode`.
+        return {PARAMS_TAG: json.dumps([[k, _encode(v)] for k, v in params.items()])}
+    except (TypeError, ValueError):  # a param JSON cannot hold: resume parses the text
+        return {}
+
+
+def _encode(value: Any) -> Any:  # noqa: PLR0911 - one return per type
+    kind = type(value)
+    if value is None or kind in (str, bool, int):
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else {"float": repr(value)}
+    if kind is list:
+        return [_encode(v) for v in value]
+    if kind in (tuple, set, frozenset):
+        return {kind.__name__: [_encode(v) for v in value]}
+    if kind is dict:
+        return {"dict": [[_encode(k), _encode(v)] for k, v in value.items()]}
+    if isinstance(value, PurePath):
+        return {"path": str(value)}
+    if hasattr(value, "manifest_digest") and isinstance(getattr(value, "ref", None), str):
+        return value.ref  # a dataset version: its exact ref
+    raise TypeError(f"{kind.__name__} is not JSON")
+
+
+def _decode(data: dict[str, Any]) -> Any:
+    ((kind, inner),) = data.items()
+    if kind == "float":
+        return float(inner)
+    if kind == "path":
+        return Path(inner)
+    if kind == "dict":
+        return dict(inner)  # keys and values were decoded first, tuples included
+    return {"tuple": tuple, "set": set, "frozenset": frozenset}[kind](inner)
 
 
 def _param_text(value: Any) -> str:
     if isinstance(value, str):
         return value
+    if isinstance(value, PurePath):
+        return str(value)
     try:
         return json.dumps(value, sort_keys=True)
     except (TypeError, ValueError):

@@ -47,6 +47,10 @@ class StepTask:
     stored_inputs: dict[str, Stored]  # parameter -> blob to load
     passed_inputs: dict[str, int]  # parameter -> index of a value passed alongside the task
     blob_uri: str
+    # parameter -> the materializers of the step that stored it (its own custom ones)
+    input_materializers: dict[str, tuple[materializers.Materializer, ...]] = field(
+        default_factory=dict
+    )
 
 
 @dataclass
@@ -80,7 +84,8 @@ def run_task(task: StepTask, values: tuple[Any, ...] = ()) -> tuple[Outcome, lis
         step = task.step
         kwargs = dict(task.params)
         for parameter, stored in task.stored_inputs.items():
-            kwargs[parameter] = load(blobs, stored, step.options.materializers)
+            custom = task.input_materializers.get(parameter, ())
+            kwargs[parameter] = load(blobs, stored, (*custom, *step.options.materializers))
         for parameter, index in task.passed_inputs.items():
             kwargs[parameter] = values[index]
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

@@ -209,7 +209,7 @@ def test_pipeline_decorates_plain_functions_only():
     with pytest.raises(InvalidInput, match="@pipeline decorates a plain function"):
         pipeline(load)  # type: ignore[arg-type]
     with pytest.raises(InvalidInput, match="@pipeline decorates a plain function"):
-        pipeline(print)  # type: ignore[arg-type]
+        pipeline(len)  # type: ignore[arg-type]
 
 
 @step

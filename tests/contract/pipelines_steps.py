@@ -1,0 +1,225 @@
+"""Steps and pipelines the pipeline contract tests run; workers import this module by file.
+
+Kept free of heavy imports (pandas, scikit-learn): every worker a run starts imports it.
+Steps note what they do in files under the test's tmp_path, passed in as params.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from loopml import pipeline, step
+from loopml.errors import StepTimeout
+
+# Long enough for a fresh worker process to start and return on a loaded machine.
+TIMEOUT_S = 3.0
+
+
+def note(log: str, line: str) -> None:
+    """Append `line` to the file `log`."""
+    with Path(log).open("a", encoding="utf-8") as file:
+        file.write(line + "\n")
+
+
+def bump(counter: str) -> int:
+    """Count one more call in the file `counter`; return the count."""
+    path = Path(counter)
+    calls = int(path.read_text()) + 1 if path.exists() else 1
+    path.write_text(str(calls))
+    return calls
+
+
+# ---- a diamond: source -> left, source -> right, left + right -> join ---------------------
+@step
+def source(n: int, log: str) -> int:
+    note(log, "source")
+    print(f"source made {n}")
+    print("source warns", file=sys.stderr)
+    return n
+
+
+@step(outputs=("doubled", "label"))
+def left(x: int, log: str):
+    note(log, "left")
+    return x * 2, f"n={x}"
+
+
+@step
+def right(x: int, log: str) -> tuple[int, str | None]:
+    note(log, "right")
+    return x + 100, None
+
+
+@step
+def join(doubled: int, label: str, plus: int, missing: str | None, log: str) -> dict[str, float]:
+    note(log, f"join {doubled} {label} {plus} {missing!r}")
+    return {"total": float(doubled + plus), "missing_was_none": float(missing is None)}
+
+
+@pipeline
+def diamond(n: int = 3, log: str = "") -> None:
+    x = source(n, log)
+    doubled, label = left(x, log)
+    plus, missing = right(x, log)
+    join(doubled, label, plus, missing, log)
+
+
+# ---- dict outputs: scores become metrics, other dicts are data -------------------------------
+@step
+def counts() -> dict[str, int]:
+    return {"<=50K": 100, ">50K": 20}
+
+
+@step
+def evaluate(by_label: dict[str, int]) -> dict[str, float]:
+    return {"share_high": by_label[">50K"] / 120, "auc": float("nan")}
+
+
+@pipeline
+def scored() -> None:
+    evaluate(counts())
+
+
+# ---- failures and resume ------------------------------------------------------------------
+@step
+def prepare(n: int) -> int:
+    return n
+
+
+@step
+def fragile(x: int, flag: Path) -> int:
+    if flag.exists():
+        raise ValueError(f"bad row {x}")
+    return x + 1
+
+
+@step
+def after(y: int, label: str | None, shape: tuple[int, int]) -> str:
+    return f"{y * 10} {label!r} {shape!r}"
+
+
+@pipeline
+def breaks(
+    n: int = 7,
+    flag: Path = Path("flag"),
+    label: str | None = None,
+    shape: tuple[int, int] = (1, 1),
+) -> None:
+    after(fragile(prepare(n), flag), label, shape)
+
+
+# ---- retries and timeouts -----------------------------------------------------------------
+@step(retries=3, retry_on=ConnectionError, backoff=0)
+def flaky(counter: str, fail_times: int, error: str) -> int:
+    calls = bump(counter)
+    if calls <= fail_times:
+        raise ConnectionError(f"try {calls}") if error == "connection" else KeyError(error)
+    return calls
+
+
+@pipeline
+def retrying(counter: str = "", fail_times: int = 2, error: str = "connection") -> None:
+    flaky(counter, fail_times, error)
+
+
+@step(timeout=TIMEOUT_S, retries=1, retry_on=StepTimeout, backoff=0)
+def sleepy(counter: str) -> int:
+    calls = bump(counter)
+    Path(f"{counter}.pid{calls}").write_text(str(os.getpid()))
+    if calls == 1:
+        time.sleep(120)
+    return os.getpid()
+
+
+@step
+def after_sleep(pid: int) -> str:
+    return f"after {pid}"
+
+
+@pipeline
+def slow_once(counter: str = "") -> None:
+    after_sleep(sleepy(counter))
+
+
+@step(timeout=1)
+def stuck() -> int:
+    time.sleep(120)
+    return 1
+
+
+@pipeline
+def hangs() -> None:
+    after_sleep(stuck())
+
+
+@step
+def waits(started: str, release: str) -> int:
+    Path(started).write_text(str(os.getpid()))
+    deadline = time.monotonic() + 120
+    while not Path(release).exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return os.getpid()
+
+
+@pipeline
+def interruptible(started: str = "", release: str = "") -> None:
+    after_sleep(waits(started, release))
+
+
+@step
+def dies() -> int:
+    os._exit(3)
+
+
+@pipeline
+def crashes() -> None:
+    after_sleep(dies())
+
+
+# ---- bad input ----------------------------------------------------------------------------
+@step
+def unstorable(kind: str) -> Any:
+    if kind == "lambda":
+        return lambda x: x
+    return (i for i in range(3))
+
+
+@step(outputs=("a", "b"))
+def pair():
+    return 1, 2, 3
+
+
+@step(resources={"gpu": 1})
+def on_gpu(n: int) -> int:
+    return n
+
+
+@pipeline
+def misbehaves(kind: str = "lambda", n: int = 1) -> None:
+    if kind == "count":
+        pair()
+    elif kind == "gpu":
+        on_gpu(n)
+    else:
+        unstorable(kind)
+
+
+# ---- a sweep: one shared step, then a trial step per combination -------------------------
+@step
+def shared(log: str) -> int:
+    note(log, "shared")
+    return 5
+
+
+@step
+def trial(base: int, a: int, b: int) -> dict[str, float]:
+    return {"score": float(base + a * b)}
+
+
+@pipeline
+def search(a: int = 1, b: int = 10, log: str = "") -> None:
+    trial(shared(log), a, b)
