@@ -26,7 +26,8 @@ from loopml.errors import InvalidInput, InvalidState, StepFailed
 from loopml.pipelines import lineage, records
 from loopml.pipelines.graph import Pipeline
 from loopml.pipelines.loader import load_pipeline
-from loopml.pipelines.runner import PipelineResult, resume_pipeline, run_pipeline
+from loopml.pipelines.results import PipelineResult
+from loopml.pipelines.runner import resume_pipeline, run_pipeline
 from loopml.pipelines.sweep import run_sweep
 from loopml.tracking import artifacts, runs
 from loopml.tracking.entities import RunRecord

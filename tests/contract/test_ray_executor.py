@@ -18,7 +18,8 @@ from loopml import pipeline, step
 from loopml.core.workspace import Workspace
 from loopml.errors import InvalidInput, StepFailed
 from loopml.pipelines.loader import load_pipeline
-from loopml.pipelines.runner import PipelineResult, run_pipeline
+from loopml.pipelines.results import PipelineResult
+from loopml.pipelines.runner import run_pipeline
 from loopml.pipelines.sweep import run_sweep
 from loopml.tracking import runs
 

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from loopml.pipelines.graph import Pipeline
     from loopml.pipelines.lineage import Origin
     from loopml.pipelines.records import StepRecord, StepValue
-    from loopml.pipelines.runner import PipelineResult, StepResult
+    from loopml.pipelines.results import PipelineResult, StepResult
     from loopml.pipelines.sweep import SweepResult
     from loopml.pipelines.task import Stored
     from loopml.tracking.entities import RunRecord

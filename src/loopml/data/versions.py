@@ -237,11 +237,16 @@ def log_input(ws: Workspace, run_id: str, version: DatasetVersion, context: str 
         run = conn.execute(select(db.runs.c.id).where(db.runs.c.id == run_id)).scalar()
         if run is None:
             raise NotFound(f"run {run_id!r} does not exist")
-        conn.execute(
-            insert_for(conn, db.run_inputs)
-            .values(run_id=run_id, version_id=version.id, context=context, created_at=now_ms())
-            .on_conflict_do_nothing(index_elements=["run_id", "version_id"])
-        )
+        link_input(conn, run_id, version, context)
+
+
+def link_input(conn: Connection, run_id: str, version: DatasetVersion, context: str = "") -> None:
+    """Record, in the caller's write transaction, that an existing run read `version`."""
+    conn.execute(
+        insert_for(conn, db.run_inputs)
+        .values(run_id=run_id, version_id=version.id, context=context, created_at=now_ms())
+        .on_conflict_do_nothing(index_elements=["run_id", "version_id"])
+    )
 
 
 def used_by(ws: Workspace, ref: str) -> list[tuple[str, str, str, str]]:

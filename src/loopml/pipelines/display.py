@@ -6,7 +6,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from loopml.pipelines.runner import StepResult
+    from loopml.pipelines.results import StepResult
 
 _MARKS = {
     "COMPLETED": "[green]✓[/]",

@@ -15,7 +15,7 @@ from loopml.pipelines.step import Step
 
 if TYPE_CHECKING:
     from loopml.data.entities import DatasetVersion
-    from loopml.pipelines.runner import PipelineResult
+    from loopml.pipelines.results import PipelineResult
 
 
 @dataclass(frozen=True)

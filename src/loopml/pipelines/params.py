@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import types
 import typing
 from collections.abc import Mapping
-from pathlib import PurePath
+from pathlib import Path, PurePath
 from typing import TYPE_CHECKING, Any
 
 from loopml.errors import InvalidInput
@@ -184,3 +185,65 @@ def _describe(hint: Any) -> str:
     if isinstance(hint, type):
         return "None" if hint is type(None) else hint.__name__
     return str(hint).replace("typing.", "")
+
+
+def param_text(value: Any) -> str:
+    """Return a param as the text a run logs (strings and paths as they are, the rest JSON)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, PurePath):
+        return str(value)
+    if hasattr(value, "manifest_digest") and isinstance(getattr(value, "ref", None), str):
+        return str(value.ref)
+    try:
+        return json.dumps(value, sort_keys=True)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def exact_text(params: Mapping[str, Any]) -> str | None:
+    """Return `params` as JSON that `from_exact_text` turns back into equal values, or None.
+
+    Logged params are text, which loses types (a tuple, a set, a Path, the string "none" for
+    `str | None`); resume needs the values themselves.
+    """
+    try:
+        # Pairs, not an object: every JSON object in it is an encoded value for `_decode`.
+        return json.dumps([[k, _encode(v)] for k, v in params.items()])
+    except (TypeError, ValueError):  # a param JSON cannot hold: resume parses the text
+        return None
+
+
+def from_exact_text(text: str) -> dict[str, Any]:
+    """Return the params `exact_text` wrote."""
+    return dict(json.loads(text, object_hook=_decode))
+
+
+def _encode(value: Any) -> Any:  # noqa: PLR0911 - one return per type
+    kind = type(value)
+    if value is None or kind in (str, bool, int):
+        return value
+    if kind is float:
+        return value if math.isfinite(value) else {"float": repr(value)}
+    if kind is list:
+        return [_encode(v) for v in value]
+    if kind in (tuple, set, frozenset):
+        return {kind.__name__: [_encode(v) for v in value]}
+    if kind is dict:
+        return {"dict": [[_encode(k), _encode(v)] for k, v in value.items()]}
+    if isinstance(value, PurePath):
+        return {"path": str(value)}
+    if hasattr(value, "manifest_digest") and isinstance(getattr(value, "ref", None), str):
+        return value.ref  # a dataset version: its exact ref
+    raise TypeError(f"{kind.__name__} is not JSON")
+
+
+def _decode(data: dict[str, Any]) -> Any:
+    ((kind, inner),) = data.items()
+    if kind == "float":
+        return float(inner)
+    if kind == "path":
+        return Path(inner)
+    if kind == "dict":
+        return dict(inner)  # keys and values were decoded first, tuples included
+    return {"tuple": tuple, "set": set, "frozenset": frozenset}[kind](inner)

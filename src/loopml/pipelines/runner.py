@@ -11,18 +11,18 @@ from __future__ import annotations
 import heapq
 import itertools
 import json
-import math
+import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path, PurePath
+from pathlib import Path
 from typing import Any
 
 import cloudpickle
 from blake3 import blake3
 
 from loopml.core.workspace import Workspace, workspace
-from loopml.errors import InvalidInput, InvalidState, StepFailed, StepTimeout, WorkerLost
+from loopml.errors import InvalidInput, InvalidState, StepTimeout, WorkerLost
 from loopml.pipelines import records
 from loopml.pipelines.cache import cache_key
 from loopml.pipelines.cache import canonical as canonical_param
@@ -32,70 +32,16 @@ from loopml.pipelines.executors.base import Capacity, Modules
 from loopml.pipelines.fingerprint import CodeFingerprint, fingerprint, is_local
 from loopml.pipelines.graph import Graph, Node, Pipeline
 from loopml.pipelines.materializers import Materializer
+from loopml.pipelines.params import from_exact_text
+from loopml.pipelines.recording import DATASETS_TAG, PARAMS_TAG, Recorder, scores
 from loopml.pipelines.records import StepValue
-from loopml.pipelines.task import Outcome, StepTask, Stored, load
-from loopml.tracking import context, runs
+from loopml.pipelines.results import PipelineResult, StepResult, failure_of
+from loopml.pipelines.task import Outcome, StepTask, Stored
+from loopml.tracking import runs
 from loopml.tracking.entities import RunStatus
 from loopml.tracking.run import Run
 
 MAX_BACKOFF = 300.0
-# The params exactly as bound, for resume: logged params are text, which loses types
-# (a tuple, a set, a Path, the string "none" for `str | None`).
-PARAMS_TAG = "loopml.pipeline.params"
-
-
-@dataclass
-class StepResult:
-    """How one step of a pipeline run ended."""
-
-    node: str
-    status: str  # COMPLETED, CACHED, FAILED, or SKIPPED (never ran: an upstream step failed)
-    run_id: str | None = None
-    outputs: dict[str, Stored] = field(default_factory=dict)
-    cached_from: str | None = None
-    attempts: int = 0
-    seconds: float = 0.0
-    error_line: str = ""
-    error: str = ""
-
-    @property
-    def ok(self) -> bool:
-        """Return True if its outputs are available."""
-        return self.status in ("COMPLETED", "CACHED")
-
-
-@dataclass
-class PipelineResult:
-    """A finished pipeline run: its status, each step's result, and the metrics it logged."""
-
-    run_id: str
-    pipeline: str
-    status: str  # FINISHED, FAILED or KILLED
-    params: dict[str, Any]
-    steps: dict[str, StepResult]
-    metrics: dict[str, float]
-    workspace: Workspace = field(repr=False, compare=False)
-    # node -> the step's own materializers, to load what they stored
-    materializers: dict[str, tuple[Materializer, ...]] = field(
-        default_factory=dict, repr=False, compare=False
-    )
-
-    def output(self, node: str, name: str | None = None) -> Any:
-        """Return the value of an output of step `node` (its only one, or the one named)."""
-        step = self.steps.get(node)
-        if step is None:
-            raise InvalidInput(f"no step {node!r} in this run; steps are {', '.join(self.steps)}")
-        if not step.ok:
-            raise InvalidState(f"step {node!r} has no outputs: it is {step.status}")
-        if name is None:
-            if len(step.outputs) != 1:
-                raise InvalidInput(
-                    f"step {node!r} has outputs {', '.join(step.outputs) or 'none'}; name one"
-                )
-            name = next(iter(step.outputs))
-        if name not in step.outputs:
-            raise InvalidInput(f"step {node!r} has no output {name!r}")
-        return load(self.workspace.blobs, step.outputs[name], self.materializers.get(node, ()))
 
 
 @dataclass
@@ -163,6 +109,7 @@ class Driver:
         self._waiting: dict[str, list[tuple[_Job, Node]]] = {}
         self._fingerprints: dict[int, CodeFingerprint] = {}
         self._modules: Modules = {}
+        self.recorder = Recorder(ws)
 
     # ---- building jobs ---------------------------------------------------------------
     def add(
@@ -181,25 +128,17 @@ class Driver:
         resolved: dict[str, str] = {}
         graph = pipeline.build(bound, lambda ref: self._dataset(ref, resolved))
         self._check_graph(graph)
-        tags = {
-            **context.capture(),
-            "loopml.run_type": "pipeline",
-            "loopml.pipeline": pipeline.name,
-            "loopml.pipeline.source": pipeline.source or pipeline.reference,
-            "loopml.executor": self.executor.name,
-            "loopml.pipeline.datasets": json.dumps(resolved, sort_keys=True),
-            **_exact_params(bound),
-            **(extra_tags or {}),
-        }
-        record = runs.create(
-            self.ws,
-            experiment if experiment is not None else pipeline.name,
-            name=run_name or pipeline.name,
-            parent_id=parent_run_id,
-            tags=tags,
+        run = self.recorder.open_pipeline_run(
+            pipeline=pipeline.name,
+            source=pipeline.source or pipeline.reference,
+            params=bound,
+            datasets=resolved,
+            executor=self.executor.name,
+            experiment=experiment if experiment is not None else pipeline.name,
+            parent_run_id=parent_run_id,
+            run_name=run_name,
+            extra_tags=extra_tags,
         )
-        run = Run(self.ws, record, 0)
-        self._open_job(run, bound)
         job = _Job(pipeline, graph, bound, run, cache, {})
         self.jobs.append(job)
         return job
@@ -217,10 +156,10 @@ class Driver:
             raise InvalidState(
                 f"pipeline run {run_id} is still running; resume it once it has stopped"
             )
-        resolved: dict[str, str] = json.loads(record.tags.get("loopml.pipeline.datasets", "{}"))
+        resolved: dict[str, str] = json.loads(record.tags.get(DATASETS_TAG, "{}"))
         exact = record.tags.get(PARAMS_TAG)
         bound = (
-            pipeline.bind(dict(json.loads(exact, object_hook=_decode)))
+            pipeline.bind(from_exact_text(exact))
             if exact is not None
             else pipeline.bind(record.params, from_text=True)
         )
@@ -231,18 +170,10 @@ class Driver:
             for step in records.steps_of(self.ws, run_id)
             if step.status in ("COMPLETED", "CACHED")
         }
-        resumed, writer = runs.resume(self.ws, run_id)
-        run = Run(self.ws, resumed, writer)
+        run = self.recorder.reopen_pipeline_run(run_id)
         job = _Job(pipeline, graph, bound, run, cache=True, reuse=reuse)
         self.jobs.append(job)
         return job
-
-    def _open_job(self, run: Run, params: Mapping[str, Any]) -> None:
-        try:
-            run.log_params({k: _param_text(v) for k, v in params.items()})
-        except BaseException:
-            run.end("FAILED")
-            raise
 
     def _dataset(self, ref: str, resolved: dict[str, str]) -> Any:
         from loopml.data import versions
@@ -265,8 +196,6 @@ class Driver:
             self._add_module(node.step.fn.__module__)
 
     def _add_module(self, name: str) -> None:
-        import sys
-
         module = sys.modules.get(name)
         file = getattr(module, "__file__", None)
         if name == "__main__" or not file or not is_local(name):
@@ -311,31 +240,35 @@ class Driver:
             if not (self._running or self._retries or self._queue):
                 if self._waiting:  # nothing computes what they wait for any more
                     waiting, self._waiting = self._waiting, {}
-                    for pairs in waiting.values():
+                    for key, pairs in waiting.items():
                         for job, node in pairs:
-                            self._enqueue(job, node, None)
+                            self._enqueue(job, node, key)
                     continue
                 return
             self._wait_once()
 
-    def _schedule(self, job: _Job, node: Node) -> None:
+    def _key(self, job: _Job, node: Node) -> str:
         inputs: dict[str, str | None] = {
             parameter: job.results[output.node].outputs[output.name].digest
             for parameter, output in node.inputs.items()
         }
         inputs.update({p: v.manifest_digest for p, v in node.datasets.items()})
-        key = cache_key(node.name, node.step, self._fingerprint(node), node.params, inputs)
+        return cache_key(node.name, node.step, self._fingerprint(node), node.params, inputs)
+
+    def _schedule(self, job: _Job, node: Node) -> None:
+        key = self._key(job, node)
         earlier = job.reuse.get(node.name)
         if earlier is not None and earlier.cache_key == key:
-            job.results[node.name] = StepResult(
+            result = StepResult(
                 node.name,
                 "CACHED",
                 earlier.run_id,
                 {v.name: v.stored for v in earlier.outputs},
                 cached_from=earlier.cached_from or earlier.run_id,
             )
-            self._log_metrics(job, job.results[node.name])
-            self.display.step_done(job, job.results[node.name], reused=True)
+            job.results[node.name] = result
+            self._add_metrics(job, self._reused_metrics(node, result.outputs))
+            self.display.step_done(job, result, reused=True)
             return
         if job.cache and node.step.options.cache:
             hit = records.find_cached(self.ws, key, self.ws.blobs.exists)
@@ -347,24 +280,18 @@ class Driver:
                 return
         self._enqueue(job, node, key)
 
-    def _enqueue(self, job: _Job, node: Node, key: str | None) -> None:
-        if key is None:  # released from waiting on a key that failed: compute it anew
-            key = cache_key(
-                node.name,
-                node.step,
-                self._fingerprint(node),
-                node.params,
-                {
-                    **{
-                        p: job.results[o.node].outputs[o.name].digest
-                        for p, o in node.inputs.items()
-                    },
-                    **{p: v.manifest_digest for p, v in node.datasets.items()},
-                },
-            )
-        step_run = self._open_step(job, node, key)
+    def _enqueue(self, job: _Job, node: Node, key: str) -> None:
+        caching = job.cache and node.step.options.cache
+        step_run = self.recorder.open_step(
+            job.run,
+            node,
+            key,
+            caching=caching,
+            code=self._fingerprint(node),
+            inputs=self._input_values(job, node),
+        )
         attempt = _Attempt(job, node, step_run, key, 1, None)
-        if node.step.options.cache and job.cache:
+        if caching:
             self._inflight.setdefault(key, attempt)
         self._queue.append((job, node, self._task(job, node), attempt))
 
@@ -485,21 +412,28 @@ class Driver:
         job, node, options = attempt.job, attempt.node, attempt.node.step.options
         if outcome.error_line.startswith("WorkerLost"):
             outcome.retryable = issubclass(WorkerLost, options.retry_on)
-        if outcome.ok:
-            self._record_success(attempt, outcome, values)
-        elif outcome.retryable and attempt.number <= options.retries:
-            self._record_attempt_failure(attempt, outcome)
-            delay = min(options.backoff * 2 ** (attempt.number - 1), MAX_BACKOFF)
-            attempt.number += 1
-            self.display.step_retry(job, node.name, attempt.number, delay, outcome.error_line)
-            heapq.heappush(self._retries, (time.monotonic() + delay, next(self._order), attempt))
-            return
-        else:
-            self._record_failure(attempt, outcome)
+        try:
+            if outcome.ok:
+                self._record_success(attempt, outcome, values)
+            elif outcome.retryable and attempt.number <= options.retries:
+                self.recorder.record_attempt_failure(attempt.step_run, outcome, attempt.number)
+                delay = min(options.backoff * 2 ** (attempt.number - 1), MAX_BACKOFF)
+                attempt.number += 1
+                self.display.step_retry(job, node.name, attempt.number, delay, outcome.error_line)
+                heapq.heappush(
+                    self._retries, (time.monotonic() + delay, next(self._order), attempt)
+                )
+                return
+            else:
+                self._record_failure(attempt, outcome)
+        except BaseException as exc:
+            # The store refused what the step produced: its row and run must not stay RUNNING.
+            self._stop(attempt, "FAILED", f"recording the step failed: {exc}")
+            raise
         if attempt.key is not None and self._inflight.get(attempt.key) is attempt:
             del self._inflight[attempt.key]
+            result = job.results[node.name]
             for other_job, other in self._waiting.pop(attempt.key, []):
-                result = job.results[node.name]
                 if result.ok:
                     self._record_cached(
                         other_job,
@@ -510,50 +444,6 @@ class Driver:
                     )
                 else:
                     self._enqueue(other_job, other, attempt.key)
-
-    # ---- recording -------------------------------------------------------------------
-    def _open_step(self, job: _Job, node: Node, key: str | None) -> Run:
-        caching = job.cache and node.step.options.cache
-        step_run = self._create_step_run(job, node, "miss" if caching else "off")
-        code = self._fingerprint(node)
-        code_blob = self.ws.blobs.put_bytes(
-            json.dumps(code.sources, sort_keys=True, indent=1).encode()
-        )
-        with self.ws.store.write() as conn:
-            records.insert_step(
-                conn,
-                run_id=step_run.id,
-                pipeline_run_id=job.run.id,
-                node=node.name,
-                function=node.step.reference,
-                cache_key=key,
-                code_digest=code_blob.digest,
-                status="RUNNING",
-                inputs=self._input_values(job, node),
-            )
-        return step_run
-
-    def _create_step_run(self, job: _Job, node: Node, cache: str) -> Run:
-        record = runs.create(
-            self.ws,
-            job.run.experiment_id,
-            name=node.name,
-            parent_id=job.run.id,
-            tags={
-                "loopml.run_type": "step",
-                "loopml.step": node.name,
-                "loopml.step.function": node.step.reference,
-                "loopml.cache": cache,
-            },
-        )
-        step_run = Run(self.ws, record, 0)
-        params = {k: _param_text(v) for k, v in node.params.items()}
-        params.update({k: v.ref for k, v in node.datasets.items()})
-        step_run.log_params(params)
-        for parameter, version in node.datasets.items():
-            step_run.log_input(version, parameter[:64])
-            job.run.log_input(version, node.name[:64])
-        return step_run
 
     def _input_values(self, job: _Job, node: Node) -> list[StepValue]:
         values = [
@@ -573,52 +463,31 @@ class Driver:
     def _record_cached(
         self, job: _Job, node: Node, key: str, source: str, outputs: list[StepValue]
     ) -> None:
-        step_run = self._create_step_run(job, node, "hit")
-        step_run.set_tag("loopml.cached_from", source)
-        with self.ws.store.write() as conn:
-            records.insert_step(
-                conn,
-                run_id=step_run.id,
-                pipeline_run_id=job.run.id,
-                node=node.name,
-                function=node.step.reference,
-                cache_key=key,
-                code_digest=None,
-                status="CACHED",
-                cached_from=source,
-                inputs=self._input_values(job, node),
-            )
-            records.finish_step(conn, step_run.id, status="CACHED", attempts=0, outputs=outputs)
-        result = StepResult(
-            node.name,
-            "CACHED",
-            step_run.id,
-            {v.name: v.stored for v in outputs},
-            cached_from=source,
+        stored = {v.name: v.stored for v in outputs}
+        metrics = self._reused_metrics(node, stored)
+        run_id = self.recorder.record_cached(
+            job.run,
+            node,
+            key=key,
+            source=source,
+            outputs=outputs,
+            inputs=self._input_values(job, node),
+            metrics=metrics,
         )
+        result = StepResult(node.name, "CACHED", run_id, stored, cached_from=source)
         job.results[node.name] = result
-        metrics = self._log_metrics(job, result)
-        if metrics:
-            step_run.log_metrics(metrics)
-        step_run.end("FINISHED")
+        self._add_metrics(job, metrics)
         self.display.step_done(job, result)
 
-    def _record_success(self, attempt: _Attempt, outcome: Outcome, values: tuple[Any, ...]):  # type: ignore[no-untyped-def]
-        job, node, step_run = attempt.job, attempt.node, attempt.step_run
+    def _record_success(self, attempt: _Attempt, outcome: Outcome, values: tuple[Any, ...]) -> None:
+        job, node = attempt.job, attempt.node
         names = [o.name for o in node.step.outputs]
-        self._store_logs(step_run, outcome)
-        with self.ws.store.write() as conn:
-            records.finish_step(
-                conn,
-                step_run.id,
-                status="COMPLETED",
-                attempts=attempt.number,
-                outputs=[StepValue(n, s) for n, s in zip(names, outcome.outputs, strict=True)],
-            )
+        outputs = [StepValue(n, s) for n, s in zip(names, outcome.outputs, strict=True)]
+        self.recorder.record_success(attempt.step_run, outcome, outputs, attempt.number)
         result = StepResult(
             node.name,
             "COMPLETED",
-            step_run.id,
+            attempt.step_run.id,
             dict(zip(names, outcome.outputs, strict=True)),
             attempts=attempt.number,
             seconds=outcome.seconds,
@@ -626,33 +495,16 @@ class Driver:
         job.results[node.name] = result
         if values:
             job.values[node.name] = values
-        metrics = _scores(outcome.metrics)
-        if metrics:
-            step_run.log_metrics(metrics)
-            job.run.log_metrics(metrics)
-            job.metrics.update(metrics)
-        step_run.end("FINISHED")
+        self._add_metrics(job, scores(outcome.metrics))
         self.display.step_done(job, result)
 
-    def _record_attempt_failure(self, attempt: _Attempt, outcome: Outcome) -> None:
-        attempt.step_run.log_text(outcome.error or "", f"attempt-{attempt.number}/traceback.txt")
-
     def _record_failure(self, attempt: _Attempt, outcome: Outcome) -> None:
-        job, node, step_run = attempt.job, attempt.node, attempt.step_run
-        self._store_logs(step_run, outcome)
-        step_run.log_text(outcome.error or "", "traceback.txt")
-        with self.ws.store.write() as conn:
-            records.finish_step(
-                conn,
-                step_run.id,
-                status="FAILED",
-                attempts=attempt.number,
-                error=outcome.error or "",
-            )
+        job, node = attempt.job, attempt.node
+        self.recorder.record_failure(attempt.step_run, outcome, attempt.number)
         result = StepResult(
             node.name,
             "FAILED",
-            step_run.id,
+            attempt.step_run.id,
             attempts=attempt.number,
             seconds=outcome.seconds,
             error_line=outcome.error_line,
@@ -660,33 +512,25 @@ class Driver:
         )
         job.results[node.name] = result
         job.failed = True
-        step_run.end("FAILED")
         self.display.step_done(job, result)
 
+    def _reused_metrics(self, node: Node, outputs: Mapping[str, Stored]) -> dict[str, float]:
+        return self.recorder.dict_metrics(outputs, node.step.options.materializers)
+
     @staticmethod
-    def _store_logs(step_run: Run, outcome: Outcome) -> None:
-        if outcome.stdout:
-            step_run.log_text(outcome.stdout, "stdout.txt")
-        if outcome.stderr:
-            step_run.log_text(outcome.stderr, "stderr.txt")
-
-    def _log_metrics(self, job: _Job, result: StepResult) -> dict[str, float]:
-        """Log the metrics of a reused step's dict outputs on the pipeline run."""
-        from loopml.pipelines.task import metrics_of
-
-        # A dict with a NaN score is pickled, not JSON: pick dicts by type, as a fresh run does.
-        custom = job.graph.nodes[result.node].step.options.materializers
-        dicts = [s for s in result.outputs.values() if s.type_name == "builtins.dict"]
-        metrics = _scores(metrics_of([load(self.ws.blobs, s, custom) for s in dicts]))
+    def _add_metrics(job: _Job, metrics: dict[str, float]) -> None:
         if metrics:
             job.run.log_metrics(metrics)
             job.metrics.update(metrics)
-        return metrics
 
-    def _end_job(self, job: _Job, status: str) -> None:
+    def _end_job(self, job: _Job, status: RunStatus) -> None:
         for name in job.graph.nodes:
             job.results.setdefault(name, StepResult(name, "SKIPPED"))
-        job.run.end(status)  # type: ignore[arg-type]
+        job.run.end(status)
+
+    def _stop(self, attempt: _Attempt, status: RunStatus, error: str) -> None:
+        if not attempt.step_run.ended:
+            self.recorder.record_stopped(attempt.step_run, status, attempt.number, error)
 
     def _abort(self, status: RunStatus) -> None:
         for handle in list(self._running):
@@ -697,16 +541,9 @@ class Driver:
             *(attempt for _, _, _, attempt in self._queue),
         ]
         for attempt in stopped:
-            # Its step row says how it ended too, or `pipelines show` lists it as running.
-            with self.ws.store.write() as conn:
-                records.finish_step(
-                    conn,
-                    attempt.step_run.id,
-                    status=status,
-                    attempts=attempt.number,
-                    error=f"the pipeline run was stopped ({status}) while this step ran",
-                )
-            attempt.step_run.end(status)
+            self._stop(
+                attempt, status, f"the pipeline run was stopped ({status}) while this step ran"
+            )
         for job in self.jobs:
             job.run.end(status)
 
@@ -724,80 +561,6 @@ class Driver:
             self.ws,
             {name: n.step.options.materializers for name, n in job.graph.nodes.items()},
         )
-
-
-def _scores(metrics: dict[str, float]) -> dict[str, float]:
-    """Return a step's dict output as metrics if every key is a metric name, else nothing.
-
-    Counts by label (`{"<=50K": 100}`) are data, not scores; logging them would fail the run.
-    """
-    try:
-        for key in metrics:
-            runs.check_key(key, "metric")
-    except InvalidInput:
-        return {}
-    return metrics
-
-
-def _exact_params(params: Mapping[str, Any]) -> dict[str, str]:
-    """Return the tag holding `params` so `_decode` gives them back, or none if it cannot."""
-    try:
-        # Pairs, not an object: every JSON object in it is an encoded value for `_decode`.
-        return {PARAMS_TAG: json.dumps([[k, _encode(v)] for k, v in params.items()])}
-    except (TypeError, ValueError):  # a param JSON cannot hold: resume parses the text
-        return {}
-
-
-def _encode(value: Any) -> Any:  # noqa: PLR0911 - one return per type
-    kind = type(value)
-    if value is None or kind in (str, bool, int):
-        return value
-    if kind is float:
-        return value if math.isfinite(value) else {"float": repr(value)}
-    if kind is list:
-        return [_encode(v) for v in value]
-    if kind in (tuple, set, frozenset):
-        return {kind.__name__: [_encode(v) for v in value]}
-    if kind is dict:
-        return {"dict": [[_encode(k), _encode(v)] for k, v in value.items()]}
-    if isinstance(value, PurePath):
-        return {"path": str(value)}
-    if hasattr(value, "manifest_digest") and isinstance(getattr(value, "ref", None), str):
-        return value.ref  # a dataset version: its exact ref
-    raise TypeError(f"{kind.__name__} is not JSON")
-
-
-def _decode(data: dict[str, Any]) -> Any:
-    ((kind, inner),) = data.items()
-    if kind == "float":
-        return float(inner)
-    if kind == "path":
-        return Path(inner)
-    if kind == "dict":
-        return dict(inner)  # keys and values were decoded first, tuples included
-    return {"tuple": tuple, "set": set, "frozenset": frozenset}[kind](inner)
-
-
-def _param_text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, PurePath):
-        return str(value)
-    try:
-        return json.dumps(value, sort_keys=True)
-    except (TypeError, ValueError):
-        return repr(value)
-
-
-def failure_of(result: PipelineResult) -> StepFailed:
-    """Return the error that says which step failed, why, and how to look and resume."""
-    failed = next(s for s in result.steps.values() if s.status == "FAILED")
-    short = result.run_id[:8]
-    return StepFailed(
-        f"step {failed.node!r} of pipeline {result.pipeline!r} failed: {failed.error_line}; "
-        f"traceback: `loopml pipelines show {short}`; resume: `loopml run --resume {short}`",
-        result,
-    )
 
 
 def run_pipeline(

@@ -8,7 +8,7 @@ import math
 import re
 import secrets
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from sqlalchemy import (
@@ -102,12 +102,21 @@ def create(
     name: str | None = None,
     parent_id: str | None = None,
     tags: Mapping[str, Any] | None = None,
+    params: Mapping[str, Any] | None = None,
+    then: Callable[[Connection, str], None] | None = None,
 ) -> RunRecord:
-    """Insert a RUNNING run with its tags; the caller owns journal writer 0."""
+    """Insert a RUNNING run with its tags and params; the caller owns journal writer 0.
+
+    `then(conn, run_id)` runs in the same write transaction, for rows that belong with it.
+    """
     if name is not None and (not isinstance(name, str) or len(name) > MAX_RUN_NAME):
         raise InvalidInput(f"run name must be a string of at most {MAX_RUN_NAME} characters")
     run_id = uuid.uuid4().hex
     tag_rows = _tag_rows(run_id, tags or {})
+    param_rows = [
+        {"run_id": run_id, "key": check_key(k, "param"), "value": _text(v, "param")}
+        for k, v in (params or {}).items()
+    ]
     if isinstance(experiment, bool) or not isinstance(experiment, str | int | None):
         raise InvalidInput(f"experiment must be a name or an id, not {type(experiment).__name__}")
     record = RunRecord(
@@ -120,6 +129,7 @@ def create(
         parent_id=parent_id,
         user=str((tags or {}).get("loopml.user", "")),
         lifecycle_stage="active",
+        params={row["key"]: row["value"] for row in param_rows},
         tags={row["key"]: row["value"] for row in tag_rows},
     )
     with ws.store.write() as conn:
@@ -143,6 +153,10 @@ def create(
         )
         if tag_rows:
             conn.execute(_sql(conn.dialect.name).insert_tags, tag_rows)
+        if param_rows:
+            conn.execute(_sql(conn.dialect.name).insert_params, param_rows)
+        if then is not None:
+            then(conn, run_id)
     return dataclasses.replace(record, experiment_id=experiment_id)
 
 
