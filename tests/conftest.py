@@ -14,7 +14,7 @@ from loopml.core import workspace as workspace_module
 from loopml.core.store import Store
 from loopml.core.workspace import Workspace
 from loopml.testing.stores import postgres_database, truncate_all
-from loopml.tracking.run import current_run
+from loopml.tracking.current import current_run
 
 
 @pytest.fixture(scope="session")

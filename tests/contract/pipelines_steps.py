@@ -223,3 +223,35 @@ def trial(base: int, a: int, b: int) -> dict[str, float]:
 @pipeline
 def search(a: int = 1, b: int = 10, log: str = "") -> None:
     trial(shared(log), a, b)
+
+
+# ---- a step that logs through the fluent API while it runs -----------------------------
+@step
+def fit_epochs(epochs: int) -> dict[str, float]:
+    import loopml
+
+    for epoch in range(epochs):
+        loopml.log_metric("loss", 1.0 / (epoch + 1), step=epoch)
+    loopml.log_param("optimizer", "sgd")
+    loopml.set_tag("stage", "fit")
+    loopml.log_text("converged", "notes.txt")
+    loopml.log_dict({"epochs": epochs}, "config.json")
+    return {"final_loss": 1.0 / epochs}
+
+
+@pipeline
+def training(epochs: int = 3):
+    fit_epochs(epochs)
+
+
+@step
+def saves_a_file(path: str) -> None:
+    import loopml
+
+    Path(path).write_text("weights")
+    loopml.log_artifact(path)
+
+
+@pipeline
+def saving(path: str):
+    saves_a_file(path)

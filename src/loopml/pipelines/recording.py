@@ -18,11 +18,12 @@ from loopml.errors import InvalidInput
 from loopml.pipelines import records
 from loopml.pipelines.fingerprint import CodeFingerprint
 from loopml.pipelines.graph import Node
-from loopml.pipelines.materializers import Materializer
 from loopml.pipelines.params import exact_text, param_text
 from loopml.pipelines.records import StepValue
-from loopml.pipelines.task import Outcome, Stored, load, metrics_of
+from loopml.pipelines.step_log import Logged
+from loopml.pipelines.task import Outcome
 from loopml.tracking import context, runs
+from loopml.tracking.current import check_key
 from loopml.tracking.entities import RunRecord, RunStatus
 from loopml.tracking.run import Run
 
@@ -153,6 +154,7 @@ class Recorder:
     ) -> None:
         """Record a step whose attempt returned, with its outputs, logs and metrics."""
         self._store_logs(step_run, outcome)
+        self._replay(step_run, outcome.logged)
         with self.ws.store.write() as conn:
             records.finish_step(
                 conn, step_run.id, status="COMPLETED", attempts=attempts, outputs=outputs
@@ -163,12 +165,14 @@ class Recorder:
         step_run.end("FINISHED")
 
     def record_attempt_failure(self, step_run: Run, outcome: Outcome, attempt: int) -> None:
-        """Keep the traceback of an attempt that will be retried."""
+        """Keep the traceback of an attempt that will be retried, and what it logged."""
+        self._replay(step_run, outcome.logged)
         step_run.log_text(outcome.error or "", f"attempt-{attempt}/traceback.txt")
 
     def record_failure(self, step_run: Run, outcome: Outcome, attempts: int) -> None:
         """Record a step that failed for good: its traceback, logs and FAILED status."""
         self._store_logs(step_run, outcome)
+        self._replay(step_run, outcome.logged)
         step_run.log_text(outcome.error or "", "traceback.txt")
         self.record_stopped(step_run, "FAILED", attempts, outcome.error or "")
 
@@ -178,13 +182,10 @@ class Recorder:
             records.finish_step(conn, step_run.id, status=status, attempts=attempts, error=error)
         step_run.end(status)
 
-    def dict_metrics(
-        self, outputs: Mapping[str, Stored], custom: tuple[Materializer, ...]
-    ) -> dict[str, float]:
-        """Return the metrics in a reused step's dict outputs, as a fresh run would log."""
-        # A dict with a NaN score is pickled, not JSON: pick dicts by type.
-        dicts = [s for s in outputs.values() if s.type_name == "builtins.dict"]
-        return scores(metrics_of([load(self.ws.blobs, s, custom) for s in dicts]))
+    def latest_metrics(self, run_id: str) -> dict[str, float]:
+        """Return the last value of each metric a step run logged (to reuse with its outputs)."""
+        with self.ws.store.read() as conn:
+            return records.latest_metrics(conn, run_id)
 
     def _create(
         self,
@@ -217,6 +218,20 @@ class Recorder:
             link_input(conn, parent.id, version, node.name[:64])
 
     @staticmethod
+    def _replay(step_run: Run, logged: Logged) -> None:
+        """Write what the step logged while it ran (fluent calls inside it) to its run."""
+        for key, value, step, ms in logged.points:
+            step_run.log_metric(key, value, step, ms)
+        if logged.params:
+            step_run.log_params(logged.params)
+        if logged.tags:
+            step_run.set_tags(logged.tags)
+        for path, text in logged.texts.items():
+            step_run.log_text(text, path)
+        for ref, context_name in logged.inputs:
+            step_run.log_input(ref, context_name)
+
+    @staticmethod
     def _store_logs(step_run: Run, outcome: Outcome) -> None:
         if outcome.stdout:
             step_run.log_text(outcome.stdout, "stdout.txt")
@@ -231,7 +246,7 @@ def scores(metrics: dict[str, float]) -> dict[str, float]:
     """
     try:
         for key in metrics:
-            runs.check_key(key, "metric")
+            check_key(key, "metric")
     except InvalidInput:
         return {}
     return metrics

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -213,6 +214,15 @@ def referenced_digests(ws: Workspace) -> set[str]:
             )
         )
     return found
+
+
+def latest_metrics(conn: Connection, run_id: str) -> dict[str, float]:
+    """Return the last value of each metric of a run."""
+    latest = db.latest_metrics
+    rows = conn.execute(
+        select(latest.c.key, latest.c.value, latest.c.is_nan).where(latest.c.run_id == run_id)
+    )
+    return {key: math.nan if is_nan else value for key, value, is_nan in rows}
 
 
 def _records(conn: Connection, where: Any) -> list[StepRecord]:

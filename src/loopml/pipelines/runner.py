@@ -267,7 +267,7 @@ class Driver:
                 cached_from=earlier.cached_from or earlier.run_id,
             )
             job.results[node.name] = result
-            self._add_metrics(job, self._reused_metrics(node, result.outputs))
+            self._add_metrics(job, self.recorder.latest_metrics(earlier.run_id))
             self.display.step_done(job, result, reused=True)
             return
         if job.cache and node.step.options.cache:
@@ -293,7 +293,7 @@ class Driver:
         attempt = _Attempt(job, node, step_run, key, 1, None)
         if caching:
             self._inflight.setdefault(key, attempt)
-        self._queue.append((job, node, self._task(job, node), attempt))
+        self._queue.append((job, node, self._task(job, node, step_run.id), attempt))
 
     def _check_fits(self, node: Node) -> None:
         capacity = self._start()
@@ -352,7 +352,7 @@ class Driver:
         self._running[attempt.handle] = attempt
         self.display.step_started(job, node.name)
 
-    def _task(self, job: _Job, node: Node) -> StepTask:
+    def _task(self, job: _Job, node: Node, run_id: str) -> StepTask:
         stored: dict[str, Stored] = {}
         passed: dict[str, int] = {}
         custom: dict[str, tuple[Materializer, ...]] = {}
@@ -369,7 +369,14 @@ class Driver:
                     custom[parameter] = producer
         params = {**node.params, **node.datasets}
         return StepTask(
-            node.name, node.step, params, stored, passed, self.ws.settings.blob_uri, custom
+            node.name,
+            node.step,
+            params,
+            stored,
+            passed,
+            self.ws.settings.blob_uri,
+            run_id=run_id,
+            input_materializers=custom,
         )
 
     def _wait_once(self) -> None:
@@ -401,7 +408,7 @@ class Driver:
                 self._finished(attempt, outcome, ())
         while self._retries and self._retries[0][0] <= now:
             _, _, attempt = heapq.heappop(self._retries)
-            task = self._task(attempt.job, attempt.node)
+            task = self._task(attempt.job, attempt.node, attempt.step_run.id)
             self._queue.append((attempt.job, attempt.node, task, attempt))
 
     def _release(self, attempt: _Attempt) -> None:
@@ -464,7 +471,7 @@ class Driver:
         self, job: _Job, node: Node, key: str, source: str, outputs: list[StepValue]
     ) -> None:
         stored = {v.name: v.stored for v in outputs}
-        metrics = self._reused_metrics(node, stored)
+        metrics = self.recorder.latest_metrics(source)
         run_id = self.recorder.record_cached(
             job.run,
             node,
@@ -495,7 +502,8 @@ class Driver:
         job.results[node.name] = result
         if values:
             job.values[node.name] = values
-        self._add_metrics(job, scores(outcome.metrics))
+        # The pipeline run gets each metric's last value: what a sweep ranks trials by.
+        self._add_metrics(job, {**outcome.logged.latest(), **scores(outcome.metrics)})
         self.display.step_done(job, result)
 
     def _record_failure(self, attempt: _Attempt, outcome: Outcome) -> None:
@@ -513,9 +521,6 @@ class Driver:
         job.results[node.name] = result
         job.failed = True
         self.display.step_done(job, result)
-
-    def _reused_metrics(self, node: Node, outputs: Mapping[str, Stored]) -> dict[str, float]:
-        return self.recorder.dict_metrics(outputs, node.step.options.materializers)
 
     @staticmethod
     def _add_metrics(job: _Job, metrics: dict[str, float]) -> None:

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 from loopml.core.blobs import ContentStore, storage_from_uri
 from loopml.errors import InvalidInput
 from loopml.pipelines import materializers
+from loopml.pipelines.step_log import Logged, StepLog
+from loopml.tracking.current import current_run
 
 if TYPE_CHECKING:
     from loopml.pipelines.step import Step
@@ -47,6 +49,7 @@ class StepTask:
     stored_inputs: dict[str, Stored]  # parameter -> blob to load
     passed_inputs: dict[str, int]  # parameter -> index of a value passed alongside the task
     blob_uri: str
+    run_id: str | None = None  # the step's run, which fluent calls inside it log to
     # parameter -> the materializers of the step that stored it (its own custom ones)
     input_materializers: dict[str, tuple[materializers.Materializer, ...]] = field(
         default_factory=dict
@@ -66,6 +69,7 @@ class Outcome:
     error_line: str = ""  # "ValueError: bad row"
     retryable: bool = False
     seconds: float = 0.0
+    logged: Logged = field(default_factory=Logged)  # what the step logged while it ran
 
     @property
     def ok(self) -> bool:
@@ -88,8 +92,14 @@ def run_task(task: StepTask, values: tuple[Any, ...] = ()) -> tuple[Outcome, lis
             kwargs[parameter] = load(blobs, stored, (*custom, *step.options.materializers))
         for parameter, index in task.passed_inputs.items():
             kwargs[parameter] = values[index]
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            returned = step.fn(**kwargs)
+        log = StepLog(task.node, task.run_id)
+        outcome.logged = log.logged
+        token = current_run.set(log)
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                returned = step.fn(**kwargs)
+        finally:
+            current_run.reset(token)
         result_values = split_outputs(task.node, step, returned)
         outcome.outputs = [
             store(blobs, task.node, o.name, v, step.options.materializers)

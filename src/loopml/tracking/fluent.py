@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 from loopml.core.workspace import workspace
 from loopml.errors import InvalidInput, InvalidState
 from loopml.tracking import artifacts, context, runs
+from loopml.tracking.current import current_run
 from loopml.tracking.entities import ArtifactInfo, MetricPoint, RunList, RunRecord, RunStatus
-from loopml.tracking.run import Run, current_run, tracker
+from loopml.tracking.run import Run, tracker
 
 if TYPE_CHECKING:
     from loopml.data.entities import DatasetVersion

@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping
-from contextvars import ContextVar, Token
+from contextvars import Token
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -17,6 +17,7 @@ from loopml.core.journal import Journal
 from loopml.core.workspace import Workspace
 from loopml.errors import InvalidInput, InvalidState
 from loopml.tracking import artifacts, runs
+from loopml.tracking.current import check_key, current_run
 from loopml.tracking.entities import ArtifactInfo, MetricPoint, RunRecord, RunStatus
 from loopml.tracking.writer import MetricRow, MetricWriter, format_line
 
@@ -25,9 +26,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("loopml")
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-
-# The run that fluent calls (loopml.log_metric, ...) write to, per thread and per async task.
-current_run: ContextVar[Run | None] = ContextVar("loopml_current_run", default=None)
 
 
 class Tracker:
@@ -114,7 +112,7 @@ class Run:
     ) -> None:
         """Record one metric value; returns once it is journaled (microseconds)."""
         if key not in self._keys:
-            self._keys.add(runs.check_key(key, "metric"))
+            self._keys.add(check_key(key, "metric"))
         part = self._row(key, value, step, timestamp)
         with self._lock:
             self._check_open()
@@ -129,7 +127,7 @@ class Run:
         """Record several metrics at one step in one journal write."""
         for key in metrics:
             if key not in self._keys:
-                self._keys.add(runs.check_key(key, "metric"))
+                self._keys.add(check_key(key, "metric"))
         parts = [self._row(k, v, step, timestamp) for k, v in metrics.items()]
         with self._lock:
             self._check_open()

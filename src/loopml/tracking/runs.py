@@ -27,6 +27,7 @@ from loopml.core.store.database import insert_for_dialect
 from loopml.core.workspace import Workspace
 from loopml.errors import InvalidInput, InvalidState, NotFound, ParamConflict
 from loopml.tracking import experiments
+from loopml.tracking.current import check_key
 from loopml.tracking.entities import (
     RUN_STATUSES,
     MetricPoint,
@@ -36,10 +37,7 @@ from loopml.tracking.entities import (
 )
 from loopml.tracking.records import in_active_experiments, load_records, select_runs
 
-MAX_KEY = 250
 MAX_RUN_NAME = 250
-# Letters, digits, and _ - . space / : (the MLflow key alphabet, so keys travel both ways).
-KEY_PATTERN = re.compile(r"[\w\-. /:]+")
 RUN_ID_PATTERN = re.compile(r"[0-9a-f]{32}")
 _ADJECTIVES = (
     "amber",
@@ -54,18 +52,6 @@ _ADJECTIVES = (
     "lucid",
 )
 _NOUNS = ("otter", "heron", "lynx", "finch", "badger", "falcon", "marten", "panda", "raven", "yak")
-
-
-def check_key(key: object, what: str = "key") -> str:
-    """Return `key` if it is a valid metric, param or tag name, else raise InvalidInput."""
-    if not isinstance(key, str) or not key:
-        raise InvalidInput(f"{what} must be a non-empty string, not {key!r}")
-    if len(key) > MAX_KEY or not KEY_PATTERN.fullmatch(key):
-        raise InvalidInput(
-            f"{what} {key!r} is not allowed: use at most {MAX_KEY} letters, digits, "
-            "and _ - . space / :"
-        )
-    return key
 
 
 def check_run_id(run_id: object) -> str:
