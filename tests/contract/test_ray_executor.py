@@ -338,7 +338,8 @@ def test_a_step_asking_for_a_gpu_the_cluster_lacks_is_refused_before_anything_ru
     log = tmp_path / "ran.log"
 
     with pytest.raises(
-        InvalidInput, match=r"'on_gpu' asks for 1 GPU\(s\) but the Ray cluster has 0"
+        InvalidInput,
+        match=r"'on_gpu' asks for 1 GPU\(s\) but the largest machine of the Ray cluster has 0",
     ):
         run_pipeline(gpu_flow, {"log": str(log)}, executor="ray", progress=False)
 

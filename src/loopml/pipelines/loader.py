@@ -14,6 +14,7 @@ from blake3 import blake3
 
 from loopml.errors import InvalidInput, NotFound
 from loopml.pipelines.graph import Pipeline
+from loopml.pipelines.task import exec_file
 
 
 def load_pipeline(target: str, *, root: Path | None = None) -> Pipeline:
@@ -85,7 +86,7 @@ def _import_file(path: Path) -> Any:
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
     try:
-        spec.loader.exec_module(module)
+        exec_file(module, path)
     except Exception as exc:
         del sys.modules[name]
         raise InvalidInput(f"importing {path} failed: {_where(exc, path)}") from exc

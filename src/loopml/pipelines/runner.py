@@ -298,18 +298,22 @@ class Driver:
     def _check_fits(self, node: Node) -> None:
         capacity = self._start()
         options = node.step.options
-        if options.gpus > capacity.gpu:
-            where = "this machine" if self.executor.name == "local" else "the Ray cluster"
+        where = (
+            "this machine"
+            if self.executor.name == "local"
+            else "the largest machine of the Ray cluster"
+        )
+        if options.gpus > capacity.step_gpu:
             raise InvalidInput(
                 f"step {node.name!r} asks for {options.gpus:g} GPU(s) but {where} has "
-                f"{capacity.gpu:g}; run it where there are GPUs (--executor ray on a cluster "
-                "with them) or lower resources={'gpu': ...}"
+                f"{capacity.step_gpu:g}; run it where there are GPUs (--executor ray on a "
+                "cluster with them) or lower resources={'gpu': ...}"
             )
-        if options.cpus > capacity.cpu:
+        if options.cpus > capacity.step_cpu:
             raise InvalidInput(
-                f"step {node.name!r} asks for {options.cpus:g} CPUs but the {self.executor.name} "
-                f"executor has {capacity.cpu:g}; lower resources={{'cpu': ...}} or use a "
-                "bigger machine or cluster"
+                f"step {node.name!r} asks for {options.cpus:g} CPUs but {where} has "
+                f"{capacity.step_cpu:g}; lower resources={{'cpu': ...}} or use a bigger "
+                "machine or cluster"
             )
 
     def _start(self) -> Capacity:

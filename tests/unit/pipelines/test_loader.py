@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -179,3 +180,20 @@ def test_a_bad_target_says_what_a_target_looks_like(project: Path, target: objec
     with pytest.raises(InvalidInput) as caught:
         load_pipeline(target)  # type: ignore[arg-type]
     assert message in str(caught.value)
+
+
+def test_a_file_rewritten_in_the_same_second_at_the_same_size_loads_its_new_code(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # Python's bytecode cache keys on mtime (whole seconds) and size: it would run stale code.
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)
+    flow = "from loopml import pipeline\n\n\n@pipeline\ndef train(n: int = {n}):\n    pass\n"
+    path = write(project / "same.py", flow.format(n=1))
+    assert load_pipeline("same.py:train").defaults() == {"n": 1}
+    stat = path.stat()
+    path.write_text(flow.format(n=2))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    for name in [n for n, m in sys.modules.items() if getattr(m, "__file__", "") == str(path)]:
+        del sys.modules[name]
+
+    assert load_pipeline("same.py:train").defaults() == {"n": 2}

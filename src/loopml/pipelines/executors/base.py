@@ -15,10 +15,25 @@ Modules = dict[str, tuple[str, str]]
 
 @dataclass(frozen=True)
 class Capacity:
-    """What an executor can run at once, in the units of `@step(resources=...)`."""
+    """What an executor can run at once, in the units of `@step(resources=...)`.
+
+    `node_cpu` and `node_gpu` are the most one machine has: one step cannot span machines.
+    """
 
     cpu: float
     gpu: float
+    node_cpu: float | None = None
+    node_gpu: float | None = None
+
+    @property
+    def step_cpu(self) -> float:
+        """Return the most CPUs one step can get."""
+        return self.cpu if self.node_cpu is None else self.node_cpu
+
+    @property
+    def step_gpu(self) -> float:
+        """Return the most GPUs one step can get."""
+        return self.gpu if self.node_gpu is None else self.node_gpu
 
 
 @dataclass(frozen=True)

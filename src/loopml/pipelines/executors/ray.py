@@ -112,7 +112,13 @@ class RayExecutor:
             self._connect(ray)
         self._remote = ray.remote(_attempt)
         total = ray.cluster_resources()  # type: ignore[no-untyped-call]
-        return Capacity(float(total.get("CPU", 0)), float(total.get("GPU", 0)))
+        nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]  # type: ignore[no-untyped-call]
+        return Capacity(
+            float(total.get("CPU", 0)),
+            float(total.get("GPU", 0)),
+            max((float(n.get("CPU", 0)) for n in nodes), default=None),
+            max((float(n.get("GPU", 0)) for n in nodes), default=None),
+        )
 
     def _connect(self, ray: Any) -> None:
         address = self.address
