@@ -228,7 +228,7 @@ def latest_metrics(conn: Connection, run_id: str) -> dict[str, float]:
 def _records(conn: Connection, where: Any) -> list[StepRecord]:
     steps, runs = db.pipeline_steps, db.runs
     rows = conn.execute(
-        select(steps, runs.c.start_time, runs.c.end_time)
+        select(steps, runs.c.start_time, runs.c.end_time, runs.c.status.label("run_status"))
         .join(runs, runs.c.id == steps.c.run_id)
         .where(where)
         .order_by(runs.c.start_time, steps.c.created_at)
@@ -241,7 +241,13 @@ def _records(conn: Connection, where: Any) -> list[StepRecord]:
             function=row["function"],
             cache_key=row["cache_key"],
             code_digest=row["code_digest"],
-            status=row["status"],
+            # A driver killed outright leaves its rows RUNNING; the journal replay of the next
+            # process marks the step's run KILLED, and that is the truth.
+            status=(
+                row["run_status"]
+                if row["status"] == "RUNNING" and row["run_status"] != "RUNNING"
+                else row["status"]
+            ),
             cached_from=row["cached_from"],
             attempts=row["attempts"],
             error=row["error"],
