@@ -228,8 +228,13 @@ def test_a_sweep_over_a_two_by_two_grid_ranks_four_trials(project: Path) -> None
         "score",
         "--mode",
         "min",
+        "--html",
+        "sweep.html",
         cwd=project,
     ).stdout
+    page = (project / "sweep.html").read_text()
+    assert "tune sweep" in page and "plotly" in page.lower()
+    assert all(f"trial-{n}" in page for n in range(1, 5))  # one row per trial
     rows = [
         line for line in lowest.splitlines() if re.match(r"│ (★ best|\s+) +│ [0-9a-f]{8}", line)
     ]

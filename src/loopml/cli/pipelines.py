@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -259,6 +260,10 @@ def sweep(
     executor: ExecutorOption = "local",
     no_cache: NoCacheOption = False,
     experiment: ExperimentOption = None,
+    html: Annotated[
+        Path | None,
+        typer.Option("--html", help="Also write a report of the trials (metrics, params)."),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Run a pipeline once per combination of param values; list the trials, best first."""
@@ -284,6 +289,15 @@ def sweep(
         from_text=True,
     )
     _print_sweep(result, list(grid), as_json)
+    if html is not None and result.trials:
+        from loopml.cli.output import console
+        from loopml.tracking.report import write_report
+
+        written = write_report(
+            ws, [t.run_id for t in result.trials], html, title=f"{pipeline.name} sweep"
+        )
+        if not as_json:
+            console.print(f"Wrote {written} ({len(result.trials)} trials)")
     if not any(t.status == "FINISHED" for t in result.trials):
         first = result.trials[0].error_line if result.trials else ""
         raise StepFailed(
