@@ -94,17 +94,15 @@ class Recorder:
         )
 
         def rows(conn: Connection, run_id: str) -> None:
-            self._link_datasets(conn, parent, node, run_id)
-            records.insert_step(
+            self._insert_row(
                 conn,
-                run_id=run_id,
-                pipeline_run_id=parent.id,
-                node=node.name,
-                function=node.step.reference,
-                cache_key=key,
-                code_digest=code_blob.digest,
+                parent,
+                node,
+                run_id,
+                key=key,
                 status="RUNNING",
                 inputs=inputs,
+                code_digest=code_blob.digest,
             )
 
         record = self._create(parent, node, {"loopml.cache": "miss" if caching else "off"}, rows)
@@ -124,18 +122,15 @@ class Recorder:
         """Record a step whose outputs were reused from run `source`; return its run id."""
 
         def rows(conn: Connection, run_id: str) -> None:
-            self._link_datasets(conn, parent, node, run_id)
-            records.insert_step(
+            self._insert_row(
                 conn,
-                run_id=run_id,
-                pipeline_run_id=parent.id,
-                node=node.name,
-                function=node.step.reference,
-                cache_key=key,
-                code_digest=None,
+                parent,
+                node,
+                run_id,
+                key=key,
                 status="CACHED",
-                cached_from=source,
                 inputs=inputs,
+                cached_from=source,
             )
             records.finish_step(conn, run_id, status="CACHED", attempts=0, outputs=outputs)
             if not metrics:
@@ -212,10 +207,34 @@ class Recorder:
         )
 
     @staticmethod
-    def _link_datasets(conn: Connection, parent: Run, node: Node, run_id: str) -> None:
+    def _insert_row(
+        conn: Connection,
+        parent: Run,
+        node: Node,
+        run_id: str,
+        *,
+        key: str | None,
+        status: str,
+        inputs: list[StepValue],
+        code_digest: str | None = None,
+        cached_from: str | None = None,
+    ) -> None:
+        """Insert a step's row and inputs, and link the dataset versions it reads."""
         for parameter, version in node.datasets.items():
             link_input(conn, run_id, version, parameter[:64])
             link_input(conn, parent.id, version, node.name[:64])
+        records.insert_step(
+            conn,
+            run_id=run_id,
+            pipeline_run_id=parent.id,
+            node=node.name,
+            function=node.step.reference,
+            cache_key=key,
+            code_digest=code_digest,
+            status=status,
+            cached_from=cached_from,
+            inputs=inputs,
+        )
 
     @staticmethod
     def _replay(step_run: Run, logged: Logged) -> None:
