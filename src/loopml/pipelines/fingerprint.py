@@ -2,15 +2,21 @@
 
 A step's code fingerprint covers, exactly:
 
-- the source of the step function (or its bytecode, when the source cannot be read);
+- the source of the step function (or its bytecode, when the source cannot be read), and of
+  every decorator wrapper around it;
 - the source of every function and class it refers to by a global name or a closure variable
   that is defined in the user's own code (not in the standard library, an installed package or
-  LoopML), followed transitively through what those refer to;
-- the whole source file of a user module it refers to by name (`import features` then
-  `features.clean(df)`);
-- the value of module-level constants it reads (numbers, strings, bytes, booleans, None, and
-  lists, tuples, sets and dicts of them, nested), so `SEED = 42` changing to 7, or
-  `CONFIG = {"lr": 0.1}` to 0.2, changes the key.
+  LoopML), followed transitively through what those refer to, their default argument values,
+  the wrappers of decorated helpers, and a class's methods, properties and attribute values;
+- the whole source file of a user module it refers to by name (`import features`), and what
+  the code looks up on it (`features.clean`, `pkg.sub.f`), followed like a global;
+- the value of constants it reads (numbers, strings, bytes, booleans, None, and lists,
+  tuples, sets and dicts of them, nested), so `SEED = 42` changing to 7, or
+  `CONFIG = {"lr": 0.1}` to 0.2, changes the key;
+- which library function or class a name stands for (`from statistics import mean as agg`
+  becoming `median as agg`, `MODEL = RandomForestClassifier`);
+- any other object it reads (`SCALE = Scale(2)`, or an object a closure holds): its class,
+  and the digest of its pickle (only its class when it cannot be pickled).
 
 Its library list names every installed distribution it reaches this way, through a module, a
 function or a class, or an `import` inside a function body, with its version.
@@ -24,6 +30,7 @@ import functools
 import importlib.metadata
 import inspect
 import marshal
+import pickle
 import sys
 import sysconfig
 import textwrap
@@ -72,11 +79,14 @@ class _Walker:
         self._seen: set[int] = set()
 
     def visit_function(self, fn: Callable[..., Any]) -> None:
-        fn = inspect.unwrap(getattr(fn, "fn", fn))
+        fn = getattr(fn, "fn", fn)  # a step: its function (decorators on it stay in the chain)
         if id(fn) in self._seen or not isinstance(fn, types.FunctionType):
             return
         self._seen.add(id(fn))
-        self.sources[f"{fn.__module__}:{fn.__qualname__}"] = _source(fn)
+        prefix = f"{fn.__module__}.{fn.__qualname__}"
+        # The code's own name and text: functools.wraps gives a wrapper its function's name,
+        # and inspect.getsource(wrapper) would show the wrapped function's text instead.
+        self.sources[f"{fn.__module__}:{fn.__code__.co_qualname}"] = _source(fn)
         scope: dict[str, Any] = dict(vars(builtins))
         scope.update(fn.__globals__)
         if fn.__closure__:
@@ -85,35 +95,62 @@ class _Walker:
                     scope[name] = cell.cell_contents
                 except ValueError:  # an empty cell: a name assigned later
                     continue
+        # Default values are part of what the function computes: `def f(x, k=K)`.
+        for i, default in enumerate(fn.__defaults__ or ()):
+            self.visit_value(f"{prefix}.<default {i}>", default)
+        for key, default in (fn.__kwdefaults__ or {}).items():
+            self.visit_value(f"{prefix}.<default {key}>", default)
+        wrapped = getattr(fn, "__wrapped__", None)  # functools.wraps: both levels run
+        if wrapped is not None:
+            self.visit_value(f"{prefix}.__wrapped__", wrapped)
         for code in _code_objects(fn.__code__):
             for package in _imports(code):
                 self._library(package)
+            attributes = set(code.co_names)
             for name in (*code.co_names, *code.co_freevars):
                 if name in scope:
-                    self.visit_value(f"{fn.__module__}.{name}", scope[name])
+                    self.visit_value(f"{fn.__module__}.{name}", scope[name], attributes)
 
-    def visit_value(self, name: str, value: Any) -> None:
+    def visit_value(self, name: str, value: Any, attributes: set[str] | None = None) -> None:
+        """Cover `value`, reached as `name`; `attributes` are the names the code looks up on
+        it (`features.clean` from `features`)."""
         constant = _constant_text(value, 0)
         if constant is not None:
             self.constants[name] = constant
         elif isinstance(value, types.ModuleType):
-            self.visit_module(value)
+            self.visit_module(value, attributes or set())
         elif hasattr(value, "fn") and hasattr(value, "options") and callable(value):
             self.visit_function(value.fn)  # another step, called as a plain function
-        elif isinstance(value, types.FunctionType):
-            if is_local(value.__module__):
-                self.visit_function(value)
-            else:
-                self._library(value.__module__)
-        elif isinstance(value, type):
-            if is_local(value.__module__):
-                self.visit_class(value)
-            else:
-                self._library(value.__module__)
-        elif isinstance(value, types.BuiltinFunctionType | types.MethodType):
-            module = getattr(value, "__module__", None)
-            if module:
-                self._library(module)
+        elif isinstance(value, types.FunctionType) and is_local(value.__module__):
+            self.visit_function(value)
+        elif isinstance(value, type) and is_local(value.__module__):
+            self.visit_class(value)
+        elif isinstance(value, property):
+            for accessor in (value.fget, value.fset, value.fdel):
+                if accessor is not None:
+                    self.visit_value(name, accessor)
+        elif callable(value) and hasattr(value, "__qualname__"):
+            # A library's function or class (`mean`, `np.median`, `RandomForestClassifier`):
+            # which one it is counts, as `from statistics import mean as agg` shows.
+            module = getattr(value, "__module__", None) or type(value).__module__
+            self.constants[name] = f"{module}.{value.__qualname__}"
+            self._library(module)
+        else:
+            self.visit_object(name, value)
+
+    def visit_object(self, name: str, value: Any) -> None:
+        """Cover an instance (`make(Scale(2))`): its class, and its state by pickle digest."""
+        kind = type(value)
+        if is_local(kind.__module__):
+            self.visit_class(kind)
+        else:
+            self._library(kind.__module__)
+        try:
+            data = pickle.dumps(value, protocol=5)
+        except Exception:  # noqa: BLE001 - state that cannot pickle is covered by its class only
+            self.constants[name] = f"<{kind.__module__}.{kind.__qualname__}>"
+            return
+        self.constants[name] = f"<{kind.__qualname__} {blake3(data).hexdigest()}>"
 
     def visit_class(self, cls: type) -> None:
         if id(cls) in self._seen:
@@ -125,18 +162,27 @@ class _Walker:
             )
         except (OSError, TypeError):
             self.sources[f"{cls.__module__}:{cls.__qualname__}"] = repr(sorted(vars(cls)))
-        for member in vars(cls).values():
+        prefix = f"{cls.__module__}.{cls.__qualname__}"
+        for attribute, member in vars(cls).items():
+            if attribute.startswith("__") and attribute.endswith("__"):
+                if isinstance(member, types.FunctionType):  # __init__, __call__, ...
+                    self.visit_function(member)
+                continue
             target = member.__func__ if isinstance(member, classmethod | staticmethod) else member
-            if isinstance(target, types.FunctionType):
-                self.visit_function(target)
+            self.visit_value(f"{prefix}.{attribute}", target)  # methods, properties, `k = K`
         for base in cls.__mro__[1:]:
             if base is not object:
                 self.visit_value(f"{cls.__module__}.{base.__name__}", base)
 
-    def visit_module(self, module: types.ModuleType) -> None:
+    def visit_module(self, module: types.ModuleType, attributes: set[str]) -> None:
         if not is_local(module.__name__):
             self._library(module.__name__)
             return
+        # What the code looks up on it (`pkg.sub.f()`: sub, then f), followed like a global.
+        for attribute in sorted(attributes):
+            if attribute in vars(module):
+                member = vars(module)[attribute]
+                self.visit_value(f"{module.__name__}.{attribute}", member, attributes)
         if id(module) in self._seen:
             return
         self._seen.add(id(module))
@@ -176,7 +222,7 @@ def _constant_text(value: Any, depth: int) -> str | None:
 
 def _source(fn: types.FunctionType) -> str:
     try:
-        return textwrap.dedent(inspect.getsource(fn))
+        return textwrap.dedent(inspect.getsource(fn.__code__))
     except (OSError, TypeError):
         # Defined where no source file is kept (exec, a notebook cell that is gone): the
         # bytecode and constants change whenever the code does, on this Python version.

@@ -203,3 +203,129 @@ def test_a_closure_variable_is_part_of_the_fingerprint():
 
     assert fingerprint(make(0.5)).digest == fingerprint(make(0.5)).digest
     assert fingerprint(make(0.5)).digest != fingerprint(make(0.7)).digest
+
+
+# ---- what a step reaches beyond plain globals: each edit must change the key --------------
+REACH = """
+    import functools
+    from statistics import mean as agg
+
+    import {pkg}.sub
+    import {features}
+
+    K = 3
+    D = 5
+
+
+    def helper_default(x, k=D):
+        return x * k
+
+
+    def traced(func):
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            return func(*args, **kwargs) + 100
+
+        return wrapper
+
+
+    @traced
+    def decorated(x):
+        return x
+
+
+    class Scale:
+        factor = K
+
+        def __init__(self, n):
+            self.n = n
+
+        @property
+        def double(self):
+            return self.n * 2
+
+        def apply(self, x):
+            return x * self.n
+
+
+    SCALE = Scale(2)
+
+
+    def step_function(x):
+        parts = [helper_default(x), decorated(x), SCALE.apply(x), Scale.factor, SCALE.double]
+        return agg(parts) + {pkg}.sub.f() + {features}.clean(x)
+"""
+
+
+REACH_MODULES = ("reach_flow", "reach_pkg", "reach_pkg.sub", "reach_features", "reach_helpers")
+
+
+def reach(folder: Path, edit: tuple[str, str, str] | None = None) -> Any:
+    """Import a fresh copy of REACH, its package and its modules, with one edit made, under
+    the same module names every time (as a new process would)."""
+    files = {
+        "flow": textwrap.dedent(REACH.format(pkg="reach_pkg", features="reach_features")),
+        "sub": "def f():\n    return 1\n",
+        "features": "from reach_helpers import g\n\n\ndef clean(x):\n    return g(x)\n",
+        "helpers": "def g(x):\n    return x + 1\n",
+    }
+    if edit is not None:
+        file, old, new = edit
+        assert old in files[file], old
+        files[file] = files[file].replace(old, new)
+    (folder / "reach_pkg").mkdir(parents=True)
+    (folder / "reach_pkg" / "__init__.py").write_text("")
+    (folder / "reach_pkg" / "sub.py").write_text(files["sub"])
+    (folder / "reach_features.py").write_text(files["features"])
+    (folder / "reach_helpers.py").write_text(files["helpers"])
+    (folder / "reach_flow.py").write_text(files["flow"])
+    for name in REACH_MODULES:
+        sys.modules.pop(name, None)
+    sys.path.insert(0, str(folder))
+    try:
+        return importlib.import_module("reach_flow").step_function
+    finally:
+        sys.path.remove(str(folder))
+
+
+@pytest.fixture
+def reach_modules() -> Iterator[None]:
+    yield
+    for name in REACH_MODULES:
+        sys.modules.pop(name, None)
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        ("flow", "from statistics import mean as agg", "from statistics import median as agg"),
+        ("flow", "D = 5", "D = 6"),  # a default value of a helper
+        ("flow", "kwargs) + 100", "kwargs) + 200"),  # the decorator's wrapper
+        ("flow", "SCALE = Scale(2)", "SCALE = Scale(3)"),  # an instance's state
+        ("flow", "return self.n * 2", "return self.n * 3"),  # a property's body
+        ("flow", "K = 3", "K = 4"),  # a class attribute's value
+        ("sub", "return 1", "return 2"),  # `import pkg.sub; pkg.sub.f()`
+        ("helpers", "x + 1", "x + 2"),  # what a local module's function calls
+    ],
+    ids=[
+        "aliased-function",
+        "default",
+        "decorator",
+        "instance",
+        "property",
+        "class-attribute",
+        "package-submodule",
+        "module-import",
+    ],
+)
+def test_the_fingerprint_follows_what_the_code_reaches(
+    tmp_path: Path, reach_modules: None, edit: tuple[str, str, str]
+):
+    before = fingerprint(reach(tmp_path / "before"))
+    after = fingerprint(reach(tmp_path / "after", edit))
+    assert before.digest != after.digest
+
+
+def test_the_same_reach_has_the_same_fingerprint(tmp_path: Path, reach_modules: None):
+    one = fingerprint(reach(tmp_path / "one"))
+    assert fingerprint(reach(tmp_path / "two")).digest == one.digest
