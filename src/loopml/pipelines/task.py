@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from blake3 import blake3
+
 from loopml.core.blobs import ContentStore, storage_from_uri
 from loopml.errors import InvalidInput
 from loopml.pipelines import materializers
@@ -203,18 +205,26 @@ _loaded: dict[str, str] = {}  # module name -> digest of the source this worker 
 def import_modules(modules: Mapping[str, tuple[str, str]]) -> None:
     """Import the user's modules by file, under the names the driver knew them by.
 
-    `modules` maps a name to (file, digest of its source). A worker outlives one run, so a
-    module whose file changed since this worker imported it is imported again.
+    `modules` maps a name to (file, digest of its source), helpers before the modules that
+    import them. A worker outlives one run, so a module whose file changed since this worker
+    imported it is imported again, and so is every module after it (they hold what they
+    imported from it). A file that no longer has the digest the driver saw was edited while
+    the run went on: the attempt fails rather than run code its cache key does not describe.
     """
+    again = False
     for name, (file, digest) in modules.items():
-        if _loaded.get(name) == digest or not Path(file).is_file():
+        path = Path(file)
+        if (_loaded.get(name) == digest and not again) or not path.is_file():
             continue
         if name in sys.modules and name not in _loaded and name != "__main__":
             _loaded[name] = digest  # imported the ordinary way, as the driver did
             continue
-        folder = str(Path(file).parent)
-        if folder not in sys.path:
-            sys.path.insert(0, folder)
+        # The folder that holds the top-level package, after the installed libraries: a
+        # module `pkg/yaml.py` must not hide the `yaml` library from everything else.
+        depth = name.count(".") + (path.name == "__init__.py")
+        root = str(path.parents[depth])
+        if root not in sys.path:
+            sys.path.append(root)
         spec = importlib.util.spec_from_file_location(name, file)
         if spec is None or spec.loader is None:
             continue
@@ -222,7 +232,7 @@ def import_modules(modules: Mapping[str, tuple[str, str]]) -> None:
         previous = sys.modules.get(name)
         sys.modules[name] = module
         try:
-            exec_file(module, Path(file))
+            exec_file(module, path, digest)
         except BaseException:
             if previous is None:
                 del sys.modules[name]
@@ -230,13 +240,21 @@ def import_modules(modules: Mapping[str, tuple[str, str]]) -> None:
                 sys.modules[name] = previous
             raise
         _loaded[name] = digest
+        again = True
 
 
-def exec_file(module: Any, path: Path) -> None:
+def exec_file(module: Any, path: Path, digest: str | None = None) -> None:
     """Run the source file `path` as `module`, always from its text.
 
     Not through the bytecode cache: a file rewritten within the same second at the same size
     keeps a stale `.pyc`, and the code that runs must be the code the cache key was made from.
+    With `digest`, refuse a file whose bytes no longer have it.
     """
-    code = compile(path.read_bytes(), str(path), "exec", dont_inherit=True)
+    data = path.read_bytes()
+    if digest is not None and blake3(data).hexdigest() != digest:
+        raise InvalidInput(
+            f"{path} changed while the pipeline ran, so this step would run code its cache key "
+            "does not describe; run the pipeline again"
+        )
+    code = compile(data, str(path), "exec", dont_inherit=True)
     exec(code, module.__dict__)  # noqa: S102 - the user's own pipeline module, as `import` would
