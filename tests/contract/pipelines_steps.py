@@ -255,3 +255,50 @@ def saves_a_file(path: str) -> None:
 @pipeline
 def saving(path: str):
     saves_a_file(path)
+
+
+# ---- two steps that log the same metric; the later one in the graph finishes first -------
+@step
+def scored_slowly(n: int) -> dict[str, float]:
+    time.sleep(1.0)
+    return {"loss": 1.0}
+
+
+@step
+def scored_quickly(n: int) -> dict[str, float]:
+    return {"loss": 2.0}
+
+
+@pipeline
+def two_scores(n: int = 1):
+    scored_slowly(n)
+    scored_quickly(n)
+
+
+# ---- a metric that can be NaN, for ranking ----------------------------------------------
+@step
+def lossy(loss: float) -> dict[str, float]:
+    return {"loss": loss}
+
+
+@pipeline
+def losses(loss: float = 0.5):
+    lossy(loss)
+
+
+# ---- each step reads both outputs of the one before: lineage shares them ----------------
+@step(outputs=("a", "b"))
+def fork(x: int) -> tuple[int, int]:
+    return x + 1, x + 2
+
+
+@step(outputs=("a", "b"))
+def fold(a: int, b: int) -> tuple[int, int]:
+    return a + b, a * b % 1000
+
+
+@pipeline
+def braid(depth: int = 12):
+    a, b = fork(0)
+    for _ in range(depth):
+        a, b = fold(a, b)

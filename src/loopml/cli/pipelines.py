@@ -96,22 +96,37 @@ def _assignments(texts: list[str] | None) -> dict[str, str]:
 
 
 def _split_values(text: str) -> list[str]:
-    """Split `a,b,c` on the commas outside brackets, so `[1,2],[3]` is two JSON lists."""
+    """Split `a,b,c` on the commas outside brackets and quotes: `[1,2],[3]` is two JSON
+    lists, `"a,b",c` two strings (a value wholly in quotes loses them)."""
     values: list[str] = []
     current: list[str] = []
-    depth = 0
+    depth, quote = 0, ""
     for char in text:
-        if char in "[{(":
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "\"'":
+            quote = char
+        elif char in "[{(":
             depth += 1
         elif char in "]})":
             depth -= 1
+            if depth < 0:
+                raise InvalidInput(f"-p value {text!r} closes a bracket it never opened")
         elif char == "," and depth == 0:
             values.append("".join(current))
             current = []
             continue
         current.append(char)
+    if quote or depth:
+        raise InvalidInput(f"-p value {text!r} leaves a quote or a bracket open")
     values.append("".join(current))
-    return values
+    return [_unquote(v) for v in values]
+
+
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        return value[1:-1]
+    return value
 
 
 # ---- loopml run ------------------------------------------------------------------------
@@ -524,49 +539,16 @@ def lineage(
     from rich.tree import Tree
 
     from loopml.cli.output import console, print_json
-    from loopml.pipelines.lineage import trace
+    from loopml.pipelines.lineage import resolve_output, trace
 
     ws = _ws()
-    origin = trace(ws, _output_digest(ws, ref))
+    origin = trace(ws, resolve_output(ws, ref))
     if as_json:
         print_json(origin.to_dict() | {"datasets": sorted(origin.datasets())})
         return
     tree = Tree(_origin_label(origin, None))
-    _add_inputs(tree, origin)
+    _add_inputs(tree, origin, {origin.digest})
     console.print(tree)
-
-
-def _output_digest(ws: Workspace, ref: str) -> str:
-    """Return the digest REF names: itself, or an output of the step run it names."""
-    from loopml.pipelines import records
-    from loopml.tracking import runs
-
-    if ref.startswith("blake3:"):
-        return ref
-    run_ref, _, name = ref.partition(":")
-    run_id = runs.resolve_id(ws, run_ref)
-    record = runs.get(ws, run_id)
-    if record.tags.get("loopml.run_type") == "pipeline":
-        steps = ", ".join(f"{s.node} {s.run_id[:8]}" for s in records.steps_of(ws, run_id))
-        raise InvalidInput(f"run {run_id} is a pipeline run; give one of its step runs ({steps})")
-    step = records.get_step(ws, run_id)
-    outputs = {v.name: v.stored.digest for v in step.outputs}
-    if not name:
-        if len(outputs) != 1:
-            raise InvalidInput(
-                f"step {step.node!r} ({run_id[:8]}) has outputs {', '.join(outputs) or 'none'}; "
-                f"name one: {run_id[:8]}:OUTPUT"
-            )
-        name = next(iter(outputs))
-    if name not in outputs:
-        raise InvalidInput(
-            f"step {step.node!r} has no output {name!r}; its outputs are "
-            f"{', '.join(outputs) or 'none'}"
-        )
-    digest = outputs[name]
-    if digest is None:
-        raise InvalidInput(f"output {name!r} of step {step.node!r} was None; it has no lineage")
-    return digest
 
 
 def _origin_label(origin: Origin, name: str | None) -> Any:
@@ -585,7 +567,11 @@ def _origin_label(origin: Origin, name: str | None) -> Any:
     return label
 
 
-def _add_inputs(tree: Any, origin: Origin) -> None:
+def _add_inputs(tree: Any, origin: Origin, seen: set[str]) -> None:
     for name, upstream in origin.inputs.items():
+        if upstream.step is not None and upstream.digest in seen:
+            tree.add(_origin_label(upstream, name) + " (shown above)")
+            continue
+        seen.add(upstream.digest)
         branch = tree.add(_origin_label(upstream, name))
-        _add_inputs(branch, upstream)
+        _add_inputs(branch, upstream, seen)

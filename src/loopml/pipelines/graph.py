@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import inspect
+import traceback
 import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from loopml.errors import InvalidInput
+from loopml.errors import InvalidInput, LoopMLError
 from loopml.pipelines.params import bind_params
 from loopml.pipelines.step import Step
 
@@ -223,6 +225,10 @@ class Pipeline:
         token = _builder.set(builder)
         try:
             self.fn(**params)
+        except LoopMLError:
+            raise
+        except Exception as exc:
+            raise InvalidInput(f"pipeline {self.name!r}: {_building_error(exc)}") from exc
         finally:
             _builder.reset(token)
         if not builder.graph.nodes:
@@ -257,6 +263,20 @@ class Pipeline:
 
     def __repr__(self) -> str:
         return f"<pipeline {self.reference}>"
+
+
+def _building_error(exc: Exception) -> str:
+    """Return one line for an error the pipeline function raised: what, and where."""
+    line = "".join(traceback.format_exception_only(exc)).strip().splitlines()[-1]
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {Path(frames[-1].filename).name}:{frames[-1].lineno})" if frames else ""
+    hint = (
+        "; a step's output has no value while the graph is built: pass it to another step "
+        "and compute there"
+        if "StepOutput" in line
+        else ""
+    )
+    return f"building its graph failed: {line}{where}{hint}"
 
 
 def pipeline(fn: Callable[..., Any]) -> Pipeline:

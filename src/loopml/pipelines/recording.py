@@ -30,6 +30,7 @@ from loopml.tracking.run import Run
 # The params exactly as bound, for resume (see params.exact_text).
 PARAMS_TAG = "loopml.pipeline.params"
 DATASETS_TAG = "loopml.pipeline.datasets"
+CACHE_TAG = "loopml.pipeline.cache"  # "off" for a --no-cache run, which resumes without it
 
 
 class Recorder:
@@ -46,6 +47,7 @@ class Recorder:
         params: Mapping[str, Any],
         datasets: Mapping[str, str],
         executor: str,
+        cache: bool,
         experiment: str | int,
         parent_run_id: str | None = None,
         run_name: str | None = None,
@@ -59,6 +61,7 @@ class Recorder:
             "loopml.pipeline": pipeline,
             "loopml.pipeline.source": source,
             "loopml.executor": executor,
+            CACHE_TAG: "on" if cache else "off",
             DATASETS_TAG: json.dumps(dict(datasets), sort_keys=True),
             **({PARAMS_TAG: exact} if exact is not None else {}),
             **(extra_tags or {}),

@@ -132,7 +132,12 @@ def find_cached(ws: Workspace, cache_key: str, exists: Any) -> tuple[str, list[S
             row[0]
             for row in conn.execute(
                 select(steps.c.run_id)
-                .where(steps.c.cache_key == cache_key, steps.c.status == "COMPLETED")
+                .join(db.runs, db.runs.c.id == steps.c.run_id)
+                .where(
+                    steps.c.cache_key == cache_key,
+                    steps.c.status == "COMPLETED",
+                    db.runs.c.lifecycle_stage == "active",  # a deleted run is not reused
+                )
                 .order_by(steps.c.created_at.desc())
                 .limit(5)
             )

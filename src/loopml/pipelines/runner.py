@@ -33,7 +33,7 @@ from loopml.pipelines.fingerprint import CodeFingerprint, fingerprint, is_local
 from loopml.pipelines.graph import Graph, Node, Pipeline
 from loopml.pipelines.materializers import Materializer
 from loopml.pipelines.params import from_exact_text
-from loopml.pipelines.recording import DATASETS_TAG, PARAMS_TAG, Recorder, scores
+from loopml.pipelines.recording import CACHE_TAG, DATASETS_TAG, PARAMS_TAG, Recorder, scores
 from loopml.pipelines.records import StepValue
 from loopml.pipelines.results import PipelineResult, StepResult, failure_of
 from loopml.pipelines.task import Outcome, StepTask, Stored
@@ -58,7 +58,16 @@ class _Job:
     values: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # executor value handles
     started: set[str] = field(default_factory=set)
     failed: bool = False
-    metrics: dict[str, float] = field(default_factory=dict)
+    node_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        """Return the run's metrics: each step's, in graph order, so a later step's value of
+        a name two steps log wins however the steps were scheduled."""
+        merged: dict[str, float] = {}
+        for name in self.graph.nodes:
+            merged.update(self.node_metrics.get(name, {}))
+        return merged
 
     def ready(self) -> list[Node]:
         if self.failed:
@@ -134,6 +143,7 @@ class Driver:
             params=bound,
             datasets=resolved,
             executor=self.executor.name,
+            cache=cache,
             experiment=experiment if experiment is not None else pipeline.name,
             parent_run_id=parent_run_id,
             run_name=run_name,
@@ -171,7 +181,8 @@ class Driver:
             if step.status in ("COMPLETED", "CACHED")
         }
         run = self.recorder.reopen_pipeline_run(run_id)
-        job = _Job(pipeline, graph, bound, run, cache=True, reuse=reuse)
+        cache = record.tags.get(CACHE_TAG) != "off"  # a --no-cache run resumes without it
+        job = _Job(pipeline, graph, bound, run, cache=cache, reuse=reuse)
         self.jobs.append(job)
         return job
 
@@ -267,7 +278,7 @@ class Driver:
                 cached_from=earlier.cached_from or earlier.run_id,
             )
             job.results[node.name] = result
-            self._add_metrics(job, self.recorder.latest_metrics(earlier.run_id))
+            self._add_metrics(job, node.name, self.recorder.latest_metrics(earlier.run_id))
             self.display.step_done(job, result, reused=True)
             return
         if job.cache and node.step.options.cache:
@@ -407,8 +418,13 @@ class Driver:
                     f"StepTimeout: step {attempt.node.name!r} ran past its timeout of "
                     f"{attempt.node.step.options.timeout:g} s and was stopped"
                 )
-                outcome = Outcome(attempt.node.name, error=line + "\n", error_line=line)
-                outcome.retryable = issubclass(StepTimeout, attempt.node.step.options.retry_on)
+                outcome = Outcome(
+                    attempt.node.name,
+                    error=line + "\n",
+                    error_line=line,
+                    retryable=issubclass(StepTimeout, attempt.node.step.options.retry_on),
+                    seconds=attempt.node.step.options.timeout or 0.0,
+                )
                 self._finished(attempt, outcome, ())
         while self._retries and self._retries[0][0] <= now:
             _, _, attempt = heapq.heappop(self._retries)
@@ -487,7 +503,7 @@ class Driver:
         )
         result = StepResult(node.name, "CACHED", run_id, stored, cached_from=source)
         job.results[node.name] = result
-        self._add_metrics(job, metrics)
+        self._add_metrics(job, node.name, metrics)
         self.display.step_done(job, result)
 
     def _record_success(self, attempt: _Attempt, outcome: Outcome, values: tuple[Any, ...]) -> None:
@@ -507,7 +523,7 @@ class Driver:
         if values:
             job.values[node.name] = values
         # The pipeline run gets each metric's last value: what a sweep ranks trials by.
-        self._add_metrics(job, {**outcome.logged.latest(), **scores(outcome.metrics)})
+        self._add_metrics(job, node.name, {**outcome.logged.latest(), **scores(outcome.metrics)})
         self.display.step_done(job, result)
 
     def _record_failure(self, attempt: _Attempt, outcome: Outcome) -> None:
@@ -527,14 +543,16 @@ class Driver:
         self.display.step_done(job, result)
 
     @staticmethod
-    def _add_metrics(job: _Job, metrics: dict[str, float]) -> None:
+    def _add_metrics(job: _Job, node: str, metrics: dict[str, float]) -> None:
         if metrics:
-            job.run.log_metrics(metrics)
-            job.metrics.update(metrics)
+            job.node_metrics[node] = metrics
 
     def _end_job(self, job: _Job, status: RunStatus) -> None:
         for name in job.graph.nodes:
             job.results.setdefault(name, StepResult(name, "SKIPPED"))
+        metrics = job.metrics
+        if metrics:
+            job.run.log_metrics(metrics)
         job.run.end(status)
 
     def _stop(self, attempt: _Attempt, status: RunStatus, error: str) -> None:

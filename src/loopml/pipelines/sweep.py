@@ -51,7 +51,7 @@ class SweepResult:
     def best(self) -> Trial | None:
         """Return the best trial, or None if no trial logged the metric."""
         first = self.trials[0] if self.trials else None
-        return first if first is not None and first.value is not None else None
+        return first if first is not None and _ranked(first) else None
 
 
 def combinations(
@@ -86,6 +86,11 @@ def combinations(
             combo[name] = grid[name][position]
         result.append({name: combo[name] for name in names})
     return result
+
+
+def _ranked(trial: Trial) -> bool:
+    """Return True if the trial has a value of the metric that can be ranked."""
+    return trial.value is not None and not math.isnan(trial.value)
 
 
 def _distinct(values: Sequence[Any]) -> list[Any]:
@@ -177,7 +182,8 @@ def run_sweep(
             )
         )
     sign = -1.0 if mode == "max" else 1.0
-    results.sort(key=lambda t: (t.value is None, sign * t.value if t.value is not None else 0))
+    # Trials without the metric, or with NaN, go last: NaN compares false with everything.
+    results.sort(key=lambda t: (not _ranked(t), sign * t.value if _ranked(t) else 0.0))  # type: ignore[operator]
     sweep = SweepResult(sweep_run.id, metric, mode, results)
     best = sweep.best
     if best is not None:

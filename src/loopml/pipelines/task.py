@@ -108,7 +108,9 @@ def run_task(task: StepTask, values: tuple[Any, ...] = ()) -> tuple[Outcome, lis
             for o, v in zip(step.outputs, result_values, strict=True)
         ]
         outcome.metrics = metrics_of(result_values)
-    except (Exception, SystemExit) as exc:  # noqa: BLE001 - every failure is the step's outcome
+    # Every failure is the step's outcome, a KeyboardInterrupt the step raised itself too (the
+    # worker ignores Ctrl-C; the driver stops runs).
+    except (Exception, SystemExit, KeyboardInterrupt) as exc:  # noqa: BLE001
         outcome.error = "".join(traceback.format_exception(exc))
         outcome.error_line = "".join(traceback.format_exception_only(exc)).strip()
         outcome.retryable = isinstance(exc, task.step.options.retry_on) and not isinstance(

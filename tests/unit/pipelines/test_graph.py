@@ -254,3 +254,29 @@ def test_a_dataset_param_given_something_else_says_what_to_pass():
 
     with pytest.raises(InvalidInput, match="'data' is a Dataset; pass a ref like 'churn@v2'"):
         build(flow)
+
+
+@step
+def plus_one(x: int) -> int:
+    return x + 1
+
+
+def test_an_error_in_the_pipeline_body_is_one_line_with_where_it_happened():
+    @pipeline
+    def arithmetic():
+        y = plus_one(1)
+        plus_one(y + 1)  # type: ignore[operator]
+
+    @pipeline
+    def typo():
+        plus_one(undefined_name)  # type: ignore[name-defined]  # noqa: F821
+
+    with pytest.raises(
+        InvalidInput,
+        match=r"(?s)'arithmetic': building its graph failed: "
+        r"TypeError: .*StepOutput.* \(at test_graph.py:\d+\); a step's output "
+        r"has no value while the graph is built",
+    ):
+        arithmetic.build({}, lambda ref: None)  # type: ignore[arg-type,return-value]
+    with pytest.raises(InvalidInput, match=r"NameError: name 'undefined_name' is not defined"):
+        typo.build({}, lambda ref: None)  # type: ignore[arg-type,return-value]
