@@ -473,7 +473,7 @@ def show(
         table("Params", ["KEY", "VALUE"], sorted(record.params.items()))
     table(
         "Steps",
-        ["STEP", "STATUS", "RUN", "CACHED FROM", "ATTEMPTS", "DURATION", "OUTPUTS"],
+        ["STEP", "STATUS", "RUN", "CACHED FROM", "ATTEMPTS", "DURATION"],
         [
             (
                 s.node,
@@ -482,12 +482,14 @@ def show(
                 (s.cached_from or "")[:8],
                 s.attempts,
                 "" if s.seconds is None or s.status == "CACHED" else f"{s.seconds:.2f}s",
-                "\n".join(_value_text(v) for v in s.outputs),
             )
             for s in steps
         ],
-        wrap=("OUTPUTS",),
+        wrap=("STEP",),
     )
+    outputs = [(s.node, *_value_row(v)) for s in steps for v in s.outputs]
+    if outputs:
+        table("Outputs", ["STEP", "OUTPUT", "DIGEST", "STORED AS", "SIZE"], outputs, wrap=())
     if record.metrics:
         table(
             "Metrics",
@@ -500,9 +502,12 @@ def show(
             console.print(Text(s.error.rstrip()))
 
 
-def _value_text(v: StepValue) -> str:
-    digest = (v.stored.digest or "None")[:19]
-    return f"{v.name}: {digest} ({v.stored.materializer})"
+def _value_row(v: StepValue) -> tuple[str, str, str, str]:
+    from loopml.cli.output import size_text
+
+    if v.stored.digest is None:
+        return v.name, "None", "", ""
+    return v.name, v.stored.digest[:19], v.stored.materializer, size_text(v.stored.size)
 
 
 def _step_record_dict(s: StepRecord) -> dict[str, Any]:
