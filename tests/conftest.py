@@ -98,12 +98,16 @@ def ray_cluster() -> Iterator[None]:
 
     The Ray executor sees Ray initialized and uses it without starting or stopping it.
     """
+    import builtins
+
     import ray
 
     with pytest.MonkeyPatch.context() as env:
         # Ray's processes inherit these: no auth token written to ~/.ray, no usage reports.
         env.setenv("RAY_AUTH_MODE", "disabled")
         env.setenv("RAY_USAGE_STATS_ENABLED", "0")
+        # Ray wraps builtins.print while connected and leaves its wrapper behind.
+        env.setattr(builtins, "print", builtins.print)
         ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, configure_logging=False)
         try:
             yield

@@ -206,6 +206,7 @@ def _print_result(result: PipelineResult, as_json: bool) -> None:
             }
         )
         return
+    failed = any(s.error_line for s in result.steps.values())
     rows = [
         (
             s.node,
@@ -213,13 +214,13 @@ def _print_result(result: PipelineResult, as_json: bool) -> None:
             "" if s.status in ("CACHED", "SKIPPED") else f"{s.seconds:.2f}s",
             (s.run_id or "")[:8],
             (s.cached_from or "")[:8],
-            s.error_line,
+            *([s.error_line] if failed else []),
         )
         for s in result.steps.values()
     ]
     table(
         f"Pipeline {result.pipeline}: run {result.run_id} {result.status}",
-        ["STEP", "STATUS", "DURATION", "RUN", "CACHED FROM", "ERROR"],
+        ["STEP", "STATUS", "DURATION", "RUN", "CACHED FROM", *(["ERROR"] if failed else [])],
         rows,
         wrap=("ERROR",),
     )

@@ -11,6 +11,7 @@ blob URI) and the pipeline's files must be on the workers at the same path.
 
 from __future__ import annotations
 
+import builtins
 import os
 import pickle
 import re
@@ -100,6 +101,7 @@ class RayExecutor:
         self.address = address or os.environ.get(ADDRESS_ENV) or None
         self.init_options = init_options
         self._started_ray = False
+        self._print = builtins.print
         self._remote: Any = None
         self._running: dict[Any, tuple[Any, ...]] = {}  # outcome ref -> value refs
 
@@ -200,6 +202,7 @@ class RayExecutor:
 
             ray.shutdown()
             self._started_ray = False
+            builtins.print = self._print  # Ray wraps print while connected, and keeps it so
 
 
 def _failed(exc: Exception) -> Outcome:
