@@ -302,3 +302,54 @@ def braid(depth: int = 12):
     a, b = fork(0)
     for _ in range(depth):
         a, b = fold(a, b)
+
+
+# ---- GPU steps on the local executor: which devices each one is given -------------------
+def meet(folder: str, me: str, other: str) -> None:
+    """Wait (up to 30 s) until the step `other` is running too."""
+    Path(folder, me).touch()
+    deadline = time.monotonic() + 30
+    while not Path(folder, other).exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{other} never ran alongside {me}")
+        time.sleep(0.02)
+
+
+@step(resources={"cpu": 1, "gpu": 1})
+def gpu_left(barrier: str) -> str:
+    meet(barrier, "left", "right")
+    return os.environ.get("CUDA_VISIBLE_DEVICES", "")
+
+
+@step(resources={"cpu": 1, "gpu": 1})
+def gpu_right(barrier: str) -> str:
+    meet(barrier, "right", "left")
+    return os.environ.get("CUDA_VISIBLE_DEVICES", "")
+
+
+@step(resources={"cpu": 1, "gpu": 2})
+def gpu_both(barrier: str) -> str:
+    return os.environ.get("CUDA_VISIBLE_DEVICES", "")
+
+
+@step(resources={"cpu": 1, "gpu": 0.5})
+def gpu_half(barrier: str) -> str:
+    return os.environ.get("CUDA_VISIBLE_DEVICES", "")
+
+
+@step
+def cpu_only(barrier: str) -> str:
+    return os.environ.get("CUDA_VISIBLE_DEVICES", "")
+
+
+@pipeline
+def gpu_pair(barrier: str):
+    gpu_left(barrier)
+    gpu_right(barrier)
+
+
+@pipeline
+def gpu_kinds(barrier: str):
+    gpu_both(barrier)
+    gpu_half(barrier)
+    cpu_only(barrier)
