@@ -138,7 +138,32 @@ def run_pipelines() -> str:
         title="breast-cancer sweep",
     )
     assert sweep.best is not None
+    register_best(flow, sweep.best.params)
     return sweep.best.run_id
+
+
+def register_best(flow: object, params: dict[str, object]) -> None:
+    """Register the best trial's model, make it the champion, load it back and predict."""
+    from loopml.pipelines.runner import run_pipeline
+    from loopml.registry import models
+
+    best = run_pipeline(flow, params)  # type: ignore[arg-type]  # every step from the cache
+    model, test = best.output("train"), best.output("split", "test")
+    features = test.drop(columns="target")
+    with loopml.start_run(experiment="breast-cancer", run_name="register-best") as run:
+        run.log_input("breast-cancer@v1", context="training")
+        run.log_params({k: str(v) for k, v in params.items()})
+        logged = loopml.log_model(model, name="breast-cancer", input_example=features.head(5))
+    assert logged.version is not None
+    ws = loopml.set_workspace(OUT)
+    models.set_alias(ws, "breast-cancer", "champion", logged.version.version, reason="best f1")
+    champion = loopml.load_model("models:/breast-cancer@champion")
+    accuracy = (champion.predict(features) == test["target"]).mean()
+    console.print(
+        f"Registered {logged.uri} ({logged.package.flavor}, package "
+        f"{logged.package.digest[:19]}) as breast-cancer@champion; loaded back, its accuracy "
+        f"on the held-out rows is {accuracy:.4f}"
+    )
 
 
 def main() -> None:
@@ -193,7 +218,8 @@ def main() -> None:
         f"Explore it yourself:  cd {OUT} && ../.venv/bin/loopml runs list   "
         f"(or: loopml runs show {champion.id[:8]}, loopml data log breast-cancer, "
         "loopml data diff breast-cancer@v1 breast-cancer@v2, loopml data used-by "
-        f"breast-cancer@v1, loopml pipelines runs, loopml pipelines show {best_trial[:8]})"
+        f"breast-cancer@v1, loopml pipelines runs, loopml pipelines show {best_trial[:8]}, "
+        "loopml models show breast-cancer@champion)"
     )
 
 

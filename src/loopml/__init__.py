@@ -41,6 +41,9 @@ _LAZY: dict[str, str] = {
     "step": "loopml.pipelines.step",
     "pipeline": "loopml.pipelines.graph",
     "Dataset": "loopml.data.entities",
+    "log_model": "loopml.registry.api",
+    "load_model": "loopml.registry.api",
+    "register_model": "loopml.registry.api",
 }
 
 # Kept literal for tools; a test checks it matches _LAZY.
@@ -59,15 +62,18 @@ __all__ = [
     "get_metric_history",
     "get_run",
     "list_artifacts",
+    "load_model",
     "log_artifact",
     "log_dict",
     "log_input",
     "log_metric",
     "log_metrics",
+    "log_model",
     "log_param",
     "log_params",
     "log_text",
     "pipeline",
+    "register_model",
     "search_runs",
     "set_tag",
     "set_tags",
@@ -83,6 +89,7 @@ if TYPE_CHECKING:
     from loopml.data.entities import Dataset
     from loopml.pipelines.graph import pipeline
     from loopml.pipelines.step import step
+    from loopml.registry.api import load_model, log_model, register_model
     from loopml.tracking.autolog import autolog
     from loopml.tracking.entities import Experiment, RunRecord
     from loopml.tracking.fluent import (

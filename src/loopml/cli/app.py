@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from loopml.cli import data, experiments, pipelines, runs
+from loopml.cli import data, experiments, models, pipelines, runs
 from loopml.errors import LoopMLError
 
 app = typer.Typer(
@@ -26,6 +26,7 @@ app.add_typer(experiments.app, name="experiments")
 app.add_typer(runs.app, name="runs")
 app.add_typer(data.app, name="data")
 app.add_typer(pipelines.app, name="pipelines")
+app.add_typer(models.app, name="models")
 
 _debug: ContextVar[bool] = ContextVar("loopml_cli_debug", default=False)
 

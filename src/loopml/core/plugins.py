@@ -19,6 +19,7 @@ BLOB_REFERENCES: tuple[str, ...] = (
     "loopml.tracking.artifacts:referenced_digests",
     "loopml.data.versions:referenced_digests",
     "loopml.pipelines.records:referenced_digests",
+    "loopml.registry.api:referenced_digests",
 )
 
 

@@ -246,6 +246,81 @@ class StepValue(Base):
     __table_args__ = (Index("ix_step_values_digest", "digest"),)
 
 
+class RegisteredModel(Base):
+    """A named model in the registry (`churn-model`); its versions are model packages."""
+
+    __tablename__ = "registered_models"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class ModelVersion(Base):
+    """One version of a registered model: a stored model package and where it came from."""
+
+    __tablename__ = "model_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("registered_models.id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    package_digest: Mapped[str] = mapped_column(String(71))  # the package manifest blob
+    flavor: Mapped[str] = mapped_column(String(50))
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    source: Mapped[str] = mapped_column(String(1000), default="")  # runs:/RUN/path
+    description: Mapped[str] = mapped_column(Text, default="")
+    user: Mapped[str] = mapped_column(String(250), default="")
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (UniqueConstraint("model_id", "version"),)
+
+
+class ModelTag(Base):
+    """A tag of a registered model, or of one of its versions (version_id 0: the model's)."""
+
+    __tablename__ = "model_tags"
+
+    model_id: Mapped[int] = mapped_column(
+        ForeignKey("registered_models.id", ondelete="CASCADE"), primary_key=True
+    )
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(250), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class ModelAlias(Base):
+    """A movable name for one version of a model (`champion`)."""
+
+    __tablename__ = "model_aliases"
+
+    model_id: Mapped[int] = mapped_column(
+        ForeignKey("registered_models.id", ondelete="CASCADE"), primary_key=True
+    )
+    alias: Mapped[str] = mapped_column(String(200), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class AliasEvent(Base):
+    """One move of an alias: the audit trail of which version served under it, and why."""
+
+    __tablename__ = "alias_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("registered_models.id", ondelete="CASCADE"))
+    alias: Mapped[str] = mapped_column(String(200))
+    from_version: Mapped[int | None] = mapped_column(Integer)  # None: the alias was new
+    to_version: Mapped[int | None] = mapped_column(Integer)  # None: the alias was removed
+    user: Mapped[str] = mapped_column(String(250), default="")
+    reason: Mapped[str] = mapped_column(Text, default="")
+    gate_result: Mapped[str | None] = mapped_column(Text)  # JSON of the gate that allowed it
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_alias_events_model_alias", "model_id", "alias", "id"),)
+
+
 # Core tables, for the statements on hot paths (no ORM unit of work involved).
 experiments = cast(Table, Experiment.__table__)
 runs = cast(Table, Run.__table__)
@@ -260,3 +335,8 @@ dataset_tags = cast(Table, DatasetTag.__table__)
 run_inputs = cast(Table, RunInput.__table__)
 pipeline_steps = cast(Table, PipelineStep.__table__)
 step_values = cast(Table, StepValue.__table__)
+registered_models = cast(Table, RegisteredModel.__table__)
+model_versions = cast(Table, ModelVersion.__table__)
+model_tags = cast(Table, ModelTag.__table__)
+model_aliases = cast(Table, ModelAlias.__table__)
+alias_events = cast(Table, AliasEvent.__table__)

@@ -1,0 +1,1 @@
+"""The model registry: model packages with flavors and signatures, versions and aliases."""

@@ -1,0 +1,98 @@
+"""The flavor contract (save, load, predict a kind of model) and the pickle format it shares."""
+
+from __future__ import annotations
+
+import pickle
+import site
+import sys
+import sysconfig
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+PICKLE_FILE = "model.pkl"
+
+
+@runtime_checkable
+class Flavor(Protocol):
+    """Saves models it `handles` as files in a folder, loads them back, and predicts."""
+
+    name: str
+
+    def handles(self, model: object) -> bool: ...
+
+    def save(self, model: Any, path: Path) -> dict[str, Any]: ...
+
+    def load(self, path: Path, meta: Mapping[str, Any]) -> Any: ...
+
+    def predict(self, model: Any, data: Any) -> Any: ...
+
+    def requirements(self) -> list[str]: ...
+
+
+def pinned(*distributions: str) -> list[str]:
+    """Return `dist==version` for each of `distributions` that is installed."""
+    pins = []
+    for name in distributions:
+        try:
+            pins.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return pins
+
+
+def class_path(obj: object) -> str:
+    """Return `module.QualName` of the class of `obj`."""
+    kind = type(obj)
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def save_pickle(model: Any, path: Path) -> Path:
+    """Write `model` to `path/model.pkl` (pickle protocol 5 via cloudpickle); return the file.
+
+    Classes from `__main__`, a notebook or the user's own source tree travel by value, so
+    loading needs no import of the user's modules; installed libraries travel by reference.
+    """
+    import cloudpickle
+
+    target = path / PICKLE_FILE
+    with _user_code_by_value(type(model).__module__), target.open("wb") as f:
+        cloudpickle.dump(model, f, protocol=5)
+    return target
+
+
+def load_pickle(path: Path) -> Any:
+    """Return the model in `path/model.pkl`; the caller has verified the file's digest."""
+    with (path / PICKLE_FILE).open("rb") as f:
+        return pickle.load(f)  # noqa: S301 - verified against the package's digest first
+
+
+@contextmanager
+def _user_code_by_value(module_name: str) -> Iterator[None]:
+    """Pickle the top-level package of `module_name` by value while inside, if it is user code."""
+    import cloudpickle
+
+    top = sys.modules.get(module_name.partition(".")[0])
+    if top is None or top.__name__ in ("__main__", "loopml") or not _is_user_code(top):
+        yield  # __main__ already travels by value; libraries travel by reference
+        return
+    cloudpickle.register_pickle_by_value(top)
+    try:
+        yield
+    finally:
+        cloudpickle.unregister_pickle_by_value(top)
+
+
+def _is_user_code(module: Any) -> bool:
+    """Return True if `module` lives outside the standard library and installed packages."""
+    file = getattr(module, "__file__", None)
+    if not file:
+        return False  # built in, or a namespace package: nothing to carry by value
+    location = Path(file).resolve()
+    paths = sysconfig.get_paths()
+    places = [paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")]
+    places += [*site.getsitepackages(), site.getusersitepackages()]
+    roots = {Path(place).resolve() for place in places}
+    return not any(location.is_relative_to(root) for root in roots)
