@@ -44,6 +44,8 @@ _LAZY: dict[str, str] = {
     "log_model": "loopml.registry.api",
     "load_model": "loopml.registry.api",
     "register_model": "loopml.registry.api",
+    "set_alias": "loopml.registry.api",
+    "get_model_version": "loopml.registry.api",
 }
 
 # Kept literal for tools; a test checks it matches _LAZY.
@@ -60,6 +62,7 @@ __all__ = [
     "download_artifacts",
     "end_run",
     "get_metric_history",
+    "get_model_version",
     "get_run",
     "list_artifacts",
     "load_model",
@@ -75,6 +78,7 @@ __all__ = [
     "pipeline",
     "register_model",
     "search_runs",
+    "set_alias",
     "set_tag",
     "set_tags",
     "set_workspace",
@@ -89,7 +93,13 @@ if TYPE_CHECKING:
     from loopml.data.entities import Dataset
     from loopml.pipelines.graph import pipeline
     from loopml.pipelines.step import step
-    from loopml.registry.api import load_model, log_model, register_model
+    from loopml.registry.api import (
+        get_model_version,
+        load_model,
+        log_model,
+        register_model,
+        set_alias,
+    )
     from loopml.tracking.autolog import autolog
     from loopml.tracking.entities import Experiment, RunRecord
     from loopml.tracking.fluent import (

@@ -151,3 +151,66 @@ def test_gc_keeps_every_blob_of_a_registered_or_logged_model(
     garbage = collect(ws)  # a dry run: what would go
 
     assert needed.isdisjoint(digest for digest, _ in garbage.unreferenced)
+
+
+def test_a_pipeline_with_a_transformer_from_a_local_module_loads_where_it_is_not_importable(
+    ws: Workspace, data: tuple[pd.DataFrame, np.ndarray], tmp_path, monkeypatch
+):
+    import importlib
+    import sys
+    import textwrap
+
+    from sklearn.pipeline import make_pipeline
+
+    from tests.e2e.cli import python
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    name = f"mylib_{tmp_path.name.replace('-', '_')}"
+    (lib / f"{name}.py").write_text(
+        textwrap.dedent(
+            """
+            from sklearn.base import BaseEstimator, TransformerMixin
+
+
+            class Doubler(BaseEstimator, TransformerMixin):
+                def fit(self, x, y=None):
+                    return self
+
+                def transform(self, x):
+                    return x * 2
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(lib))
+    doubler = importlib.import_module(name).Doubler
+    frame, target = data
+    model = make_pipeline(doubler(), LogisticRegression()).fit(frame, target)
+    loopml.log_model(model, name="piped", input_example=frame.head(3))
+    sys.modules.pop(name, None)
+
+    # Another process, whose path does not hold the module: the class came with the model.
+    done = python(
+        """
+        import numpy as np, pandas as pd, loopml
+        m = loopml.load_model("models:/piped/1")
+        print(m.predict(pd.DataFrame({"a": [1.0, -3.0], "b": [2.0, -1.0]})).tolist())
+        """,
+        cwd=ws.root,
+    )
+
+    expected = model.predict(pd.DataFrame({"a": [1.0, -3.0], "b": [2.0, -1.0]})).tolist()
+    assert done.stdout.strip() == str(expected)
+
+
+def test_a_version_must_name_a_stored_package_of_its_flavor(
+    ws: Workspace, data: tuple[pd.DataFrame, np.ndarray]
+):
+    package = save_package(ws, fitted(data), input_example=data[0].head(3))
+
+    with pytest.raises(InvalidInput):
+        models.register_version(ws, "ghost", "not-a-digest", "sklearn")
+    with pytest.raises(InvalidInput, match="is a 'sklearn' model, not 'pyfunc'"):
+        models.register_version(ws, "ghost", package.digest, "pyfunc")
+    with pytest.raises(NotFound, match="no registered model 'ghost'"):
+        models.get_model(ws, "ghost")

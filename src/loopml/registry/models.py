@@ -133,6 +133,13 @@ def register_version(
     """Record a stored model package as the next version of model `name` (made if new)."""
     check_name(name)
     tag_items = {check_key(k, "tag"): str(v) for k, v in (tags or {}).items()}
+    from loopml.registry.package import read_package
+
+    package = read_package(ws, package_digest)  # a stored, whole package, or refused here
+    if package.flavor != flavor:
+        raise InvalidInput(
+            f"package {package_digest} is a {package.flavor!r} model, not {flavor!r}"
+        )
     for _attempt in range(_RETRIES):
         try:
             with ws.store.write() as conn:

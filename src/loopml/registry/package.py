@@ -179,8 +179,10 @@ def _verified_folder(ws: Workspace, package: ModelPackage) -> Path:
     """Return a cache folder holding the package's files, each checked against its digest."""
     cache = ws.settings.dir / "models" / digest_hex(package.digest)[:32]
     if cache.is_dir():
-        # Hashing is cheap next to unpickling; a cache edited since it was made is rebuilt.
-        if all(
+        # Hashing is cheap next to unpickling; a cache edited since it was made, or holding a
+        # file the manifest does not list, is rebuilt.
+        present = {p.relative_to(cache).as_posix() for p in cache.rglob("*") if not p.is_dir()}
+        if present == set(package.files) and all(
             _matches(cache / relative, file_digest)
             for relative, (file_digest, _) in package.files.items()
         ):

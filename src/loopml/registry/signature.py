@@ -294,7 +294,9 @@ def _column_spec(name: str | None, column: Any) -> ColumnSpec:
 
     dtype = column.dtype
     kind = _column_kind(column)
-    nullable = bool(column.isna().any())
+    # NaN is an ordinary float value, which a few-row example rarely shows: float columns
+    # accept it; others accept missing values only if the example had some.
+    nullable = kind == "float" or bool(column.isna().any())
     if kind == "category":
         return ColumnSpec(name, "category", None, nullable, _categories(dtype))
     if kind == "str":
@@ -324,7 +326,9 @@ def _array_spec(array: Any) -> ColumnSpec:
         dtype = "object"
     else:
         dtype = str(array.dtype)
-    nullable = bool(pd.isna(array).any()) if kind in ("float", "object", "str") else False
+    nullable = kind == "float" or (
+        bool(pd.isna(array).any()) if kind in ("object", "str") else False
+    )
     if kind == "complex":
         nullable = bool(np.isnan(array).any())
     return ColumnSpec(None, dtype, (None, *array.shape[1:]), nullable)

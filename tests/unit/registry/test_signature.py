@@ -67,7 +67,8 @@ def test_an_array_gives_its_dtype_and_shape_with_any_number_of_rows() -> None:
     images = infer_signature(np.zeros((2, 28, 28), dtype="uint8"))
 
     assert sig.kind == "ndarray"
-    assert sig.inputs == (ColumnSpec(None, "float32", (None, 4), nullable=False),)
+    # NaN is an ordinary float value: float inputs accept it though the example had none.
+    assert sig.inputs == (ColumnSpec(None, "float32", (None, 4), nullable=True),)
     assert images.inputs[0].shape == (None, 28, 28)
     assert images.inputs[0].dtype == "uint8"
 
@@ -103,9 +104,9 @@ def test_outputs_are_inferred_from_predictions_probabilities_or_a_frame() -> Non
     series = infer_signature(x, pd.Series([1.5, 2.5, 3.5], name="price"))
 
     assert labels.outputs == (ColumnSpec(None, "int64", (None,), nullable=False),)
-    assert probabilities.outputs == (ColumnSpec(None, "float64", (None, 2), nullable=False),)
+    assert probabilities.outputs == (ColumnSpec(None, "float64", (None, 2), nullable=True),)
     assert [(s.name, s.dtype) for s in frame.outputs] == [("label", "str"), ("score", "float64")]
-    assert series.outputs == (ColumnSpec("price", "float64", nullable=False),)
+    assert series.outputs == (ColumnSpec("price", "float64", nullable=True),)
     assert infer_signature(x).outputs == ()
 
 
@@ -328,8 +329,13 @@ def test_arrays_are_cast_safely_and_refused_otherwise() -> None:
         enforce(ints, np.full((2, 2), 0.5))
     with pytest.raises(InvalidInput, match=r"array is str .* expects float64"):
         enforce(floats, np.array([["a", "b"]]))
+    with_nan = np.array([[1.0, np.nan], [1.0, 2.0]])
+    assert np.isnan(enforce(floats, with_nan)[0, 1])  # a float model takes NaN
+    strict = Signature(
+        "ndarray", (ColumnSpec(None, "float64", (None, 2), nullable=False),)
+    )  # unless its signature says otherwise
     with pytest.raises(InvalidInput, match=r"missing values \(1 of 4\)"):
-        enforce(floats, np.array([[1.0, np.nan], [1.0, 2.0]]))
+        enforce(strict, with_nan)
 
 
 def test_a_dataframe_of_the_right_width_is_converted_for_an_array_model() -> None:

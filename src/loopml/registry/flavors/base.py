@@ -71,18 +71,32 @@ def load_pickle(path: Path) -> Any:
 
 @contextmanager
 def _user_code_by_value(module_name: str) -> Iterator[None]:
-    """Pickle the top-level package of `module_name` by value while inside, if it is user code."""
+    """Pickle the user's own packages by value while inside: the model's class, and a custom
+    transformer from a local module deep inside a Pipeline, load where they are not importable.
+    """
     import cloudpickle
 
-    top = sys.modules.get(module_name.partition(".")[0])
-    if top is None or top.__name__ in ("__main__", "loopml") or not _is_user_code(top):
-        yield  # __main__ already travels by value; libraries travel by reference
-        return
-    cloudpickle.register_pickle_by_value(top)
+    del module_name  # every user-code package is packed, not only the model class's
+    tops = {name.partition(".")[0] for name in list(sys.modules)}
+    local = [
+        module
+        for name in sorted(tops)
+        if name not in ("__main__", "loopml")
+        and (module := sys.modules.get(name)) is not None
+        and _is_user_code(module)
+    ]
+    registered = []
     try:
+        for module in local:
+            try:
+                cloudpickle.register_pickle_by_value(module)
+            except ValueError:  # not importable by that name (a script loaded by path)
+                continue
+            registered.append(module)
         yield
     finally:
-        cloudpickle.unregister_pickle_by_value(top)
+        for module in registered:
+            cloudpickle.unregister_pickle_by_value(module)
 
 
 def _is_user_code(module: Any) -> bool:
