@@ -214,3 +214,13 @@ def test_a_version_must_name_a_stored_package_of_its_flavor(
         models.register_version(ws, "ghost", package.digest, "pyfunc")
     with pytest.raises(NotFound, match="no registered model 'ghost'"):
         models.get_model(ws, "ghost")
+
+
+def test_a_numpy_integer_names_a_version(ws: Workspace, data: tuple[pd.DataFrame, np.ndarray]):
+    loopml.log_model(fitted(data), name="np", input_example=data[0].head(3))
+
+    models.set_alias(ws, "np", "prod", np.int64(1))  # type: ignore[arg-type]
+
+    assert models.get_version(ws, "np", np.int64(1)).aliases == ("prod",)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="a model version is a whole number"):
+        models.set_alias(ws, "np", "prod", 1.5)  # type: ignore[arg-type]

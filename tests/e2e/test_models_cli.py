@@ -61,3 +61,12 @@ def test_models_list_versions_show_and_alias_with_its_history(tmp_path: Path) ->
     assert "no registered model 'nope'; models are churn" in one_error_line(unknown)
     assert "has no version 9; versions are 1..2" in one_error_line(missing_version)
     assert "is not a model URI" in one_error_line(bad_uri)
+
+
+def test_a_version_that_is_not_a_number_is_one_error_line(tmp_path: Path) -> None:
+    loopml("init", cwd=tmp_path)
+    python(LOG, cwd=tmp_path)
+
+    done = loopml("models", "alias", "churn", "gold", "x", cwd=tmp_path, expect=1)
+
+    assert "a model version is a whole number like 3, not 'x'" in one_error_line(done)

@@ -143,7 +143,7 @@ def alias(
     name: NameArg,
     alias_name: Annotated[str, typer.Argument(metavar="ALIAS", help="champion, challenger, ...")],
     version: Annotated[
-        int | None, typer.Argument(help="The version to point it at (leave out with --delete).")
+        str | None, typer.Argument(help="The version to point it at (leave out with --delete).")
     ] = None,
     reason: Annotated[str, typer.Option("--reason", help="Why, kept in the history.")] = "",
     delete_: Annotated[bool, typer.Option("--delete", help="Remove the alias.")] = False,
@@ -186,8 +186,10 @@ def alias(
             f"give the version for {alias_name!r}: loopml models alias {name} {alias_name} N "
             "(or --delete, or --history)"
         )
+    elif not version.isdigit():
+        raise InvalidInput(f"a model version is a whole number like 3, not {version!r}")
     else:
-        event = models.set_alias(ws, name, alias_name, version, reason=reason)
+        event = models.set_alias(ws, name, alias_name, int(version), reason=reason)
     if as_json:
         print_json(event.to_dict())
         return

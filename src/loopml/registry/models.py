@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -251,7 +252,7 @@ def set_alias(
     gate_json = json.dumps(dict(gate_result), sort_keys=True) if gate_result else None
     with ws.store.write() as conn:
         model_id = _require_model(conn, name, lock=True)
-        _require_version(conn, name, model_id, version)
+        version = _require_version(conn, name, model_id, version)
         previous = conn.execute(
             select(_A.c.version).where(_A.c.model_id == model_id, _A.c.alias == alias)
         ).scalar()
@@ -333,7 +334,7 @@ def set_description(ws: Workspace, name: str, description: str, version: int | N
                 .values(description=description, updated_at=now_ms())
             )
             return
-        _require_version(conn, name, model_id, version)
+        version = _require_version(conn, name, model_id, version)
         conn.execute(
             update(_V)
             .where(_V.c.model_id == model_id, _V.c.version == version)
@@ -347,7 +348,7 @@ def set_tags(ws: Workspace, name: str, tags: Mapping[str, Any], version: int | N
     with ws.store.write() as conn:
         model_id = _require_model(conn, name)
         if version is not None:
-            _require_version(conn, name, model_id, version)
+            version = _require_version(conn, name, model_id, version)
         for key, value in items.items():
             conn.execute(
                 insert_for(conn, _T)
@@ -387,9 +388,12 @@ def _require_model(conn: Connection, name: str, *, lock: bool = False) -> int:
     return int(found)
 
 
-def _require_version(conn: Connection, name: str, model_id: int, version: int) -> None:
-    if isinstance(version, bool) or not isinstance(version, int):
-        raise InvalidInput(f"a model version is a number, not {version!r}")
+def _require_version(conn: Connection, name: str, model_id: int, version: int) -> int:
+    """Return `version` as an int if model `name` has it, else raise NotFound."""
+    whole = not isinstance(version, bool) and hasattr(version, "__index__")
+    if not whole:
+        raise InvalidInput(f"a model version is a whole number, not {version!r}")
+    version = operator.index(version)  # an int, or a NumPy integer
     found = conn.execute(
         select(_V.c.id).where(_V.c.model_id == model_id, _V.c.version == version)
     ).scalar()
@@ -398,10 +402,11 @@ def _require_version(conn: Connection, name: str, model_id: int, version: int) -
         latest = last.scalar()
         span = f"versions are 1..{latest}" if latest else "it has no versions yet"
         raise NotFound(f"model {name!r} has no version {version}; {span}")
+    return version
 
 
 def _version_record(conn: Connection, name: str, model_id: int, version: int) -> ModelVersionRecord:
-    _require_version(conn, name, model_id, version)
+    version = _require_version(conn, name, model_id, version)
     row = (
         conn.execute(select(_V).where(_V.c.model_id == model_id, _V.c.version == version))
         .mappings()
