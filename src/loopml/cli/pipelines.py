@@ -326,6 +326,7 @@ def sweep(
 
 def _print_sweep(result: SweepResult, names: list[str], as_json: bool) -> None:
     from loopml.cli.output import console, number, print_json, table
+    from loopml.pipelines.params import param_text
 
     best = result.best
     if as_json:
@@ -355,7 +356,7 @@ def _print_sweep(result: SweepResult, names: list[str], as_json: bool) -> None:
             "★ best" if t is best else "",
             t.run_id[:8],
             t.status,
-            *(_param_text(t.params.get(name)) for name in names),
+            *(param_text(t.params.get(name)) for name in names),
             "" if t.value is None else number(t.value),
             t.error_line,
         )
@@ -371,12 +372,6 @@ def _print_sweep(result: SweepResult, names: list[str], as_json: bool) -> None:
         console.print(f"No trial logged the metric {result.metric!r}.")
     else:
         console.print(f"best: run {best.run_id} with {result.metric}={number(best.value or 0)}")
-
-
-def _param_text(value: Any) -> str:
-    import json
-
-    return value if isinstance(value, str) else json.dumps(value)
 
 
 # ---- loopml pipelines runs / show / lineage ---------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 from collections.abc import Iterable
 from typing import Any
 
@@ -16,6 +15,7 @@ from loopml.data.entities import DatasetSummary, DatasetVersion
 from loopml.data.manifest import Manifest, read_manifest
 from loopml.data.refs import LATEST, Ref, check_name, check_tag, parse_ref
 from loopml.errors import NotFound, StoreError
+from loopml.tracking.current import current_user
 
 _V = db.dataset_versions
 _RETRIES = 5
@@ -58,7 +58,7 @@ def register(
                         num_files=len(manifest.files),
                         size=manifest.size,
                         message=message,
-                        user=_user(),
+                        user=current_user(),
                         created_at=now_ms(),
                     )
                     .returning(_V)
@@ -79,13 +79,6 @@ def _ensure_dataset(conn: Connection, name: str) -> int:
     # adds of one dataset number their versions one after another instead of colliding.
     query = select(db.datasets.c.id).where(db.datasets.c.name == name).with_for_update()
     return int(conn.execute(query).scalar_one())
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return ""
 
 
 def get(ws: Workspace, ref: str | Ref) -> DatasetVersion:

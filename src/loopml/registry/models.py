@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 import operator
 from collections.abc import Mapping
@@ -17,7 +16,7 @@ from loopml.core.store import schema as db
 from loopml.core.workspace import Workspace
 from loopml.errors import InvalidInput, NotFound, StoreError
 from loopml.registry.uris import ModelRef, check_name, parse
-from loopml.tracking.current import check_key
+from loopml.tracking.current import check_key, current_user
 
 _RETRIES = 5
 _M, _V, _A, _T, _E = (
@@ -159,7 +158,7 @@ def register_version(
                         run_id=run_id,
                         source=source,
                         description=description,
-                        user=_user(),
+                        user=current_user(),
                         created_at=now,
                     )
                 )
@@ -478,7 +477,7 @@ def _record_event(
     gate_json: str | None,
     now: int,
 ) -> AliasEvent:
-    user = _user()
+    user = current_user()
     conn.execute(
         _E.insert().values(
             model_id=model_id,
@@ -500,10 +499,3 @@ def _record_event(
         json.loads(gate_json) if gate_json else None,
         now,
     )
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return ""

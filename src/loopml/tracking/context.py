@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import functools
-import getpass
 import json
 import platform
 import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
+
+from loopml.tracking.current import current_user
 
 # Versions recorded with every run, when installed; a later issue adds the flavors' libraries.
 KEY_PACKAGES = (
@@ -28,7 +29,7 @@ def capture() -> dict[str, str]:
     """Return the system tags of a new run (computed once per process and source folder)."""
     entry = _entry_point()
     tags = {
-        "loopml.user": _user(),
+        "loopml.user": current_user(),
         "loopml.source.name": entry,
         "loopml.python": platform.python_version(),
         "loopml.packages": _packages(),
@@ -41,14 +42,6 @@ def _entry_point() -> str:
     main = sys.modules.get("__main__")
     path = getattr(main, "__file__", None) or (sys.argv[0] if sys.argv and sys.argv[0] else "")
     return str(Path(path).resolve()) if path and path not in ("-c", "-m") else ""
-
-
-@functools.cache
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no passwd entry in some containers
-        return ""
 
 
 @functools.cache

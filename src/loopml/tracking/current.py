@@ -6,6 +6,8 @@ that sends what the step logs back to the driver, and must stay quick to start.
 
 from __future__ import annotations
 
+import functools
+import getpass
 import re
 from contextvars import ContextVar
 from typing import Any
@@ -31,3 +33,13 @@ def check_key(key: object, what: str = "key") -> str:
             "and _ - . space / :"
         )
     return key
+
+
+@functools.cache
+def current_user() -> str:
+    """Return the user name this process runs as ("" where there is none, as in some
+    containers without a passwd entry)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return ""

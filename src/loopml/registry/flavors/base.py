@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import pickle
-import site
 import sys
-import sysconfig
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
+
+from loopml.pipelines.fingerprint import is_local
 
 PICKLE_FILE = "model.pkl"
 
@@ -58,7 +58,7 @@ def save_pickle(model: Any, path: Path) -> Path:
     import cloudpickle
 
     target = path / PICKLE_FILE
-    with _user_code_by_value(type(model).__module__), target.open("wb") as f:
+    with _user_code_by_value(), target.open("wb") as f:
         cloudpickle.dump(model, f, protocol=5)
     return target
 
@@ -70,13 +70,12 @@ def load_pickle(path: Path) -> Any:
 
 
 @contextmanager
-def _user_code_by_value(module_name: str) -> Iterator[None]:
+def _user_code_by_value() -> Iterator[None]:
     """Pickle the user's own packages by value while inside: the model's class, and a custom
     transformer from a local module deep inside a Pipeline, load where they are not importable.
     """
     import cloudpickle
 
-    del module_name  # every user-code package is packed, not only the model class's
     tops = {name.partition(".")[0] for name in list(sys.modules)}
     local = [
         module
@@ -100,13 +99,6 @@ def _user_code_by_value(module_name: str) -> Iterator[None]:
 
 
 def _is_user_code(module: Any) -> bool:
-    """Return True if `module` lives outside the standard library and installed packages."""
-    file = getattr(module, "__file__", None)
-    if not file:
-        return False  # built in, or a namespace package: nothing to carry by value
-    location = Path(file).resolve()
-    paths = sysconfig.get_paths()
-    places = [paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")]
-    places += [*site.getsitepackages(), site.getusersitepackages()]
-    roots = {Path(place).resolve() for place in places}
-    return not any(location.is_relative_to(root) for root in roots)
+    """Return True if `module` is a file of the user's own, outside the standard library and
+    installed packages (a namespace package or a built-in has nothing to carry by value)."""
+    return bool(getattr(module, "__file__", None)) and is_local(module.__name__)
