@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check lint typecheck unit bench bench-data bench-pipelines clean
+.PHONY: demo test check lint typecheck unit bench bench-data bench-pipelines bench-registry clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,10 @@ bench-data: $(STAMP)
 ## Measure pipeline overhead: a 20-step chain, local and Ray, and a fully cached rerun.
 bench-pipelines: $(STAMP)
 	$(BIN)/python benchmarks/pipelines.py
+
+## Compare model log, load and single-row predict with MLflow's (uses .venv-mlflow/).
+bench-registry: $(STAMP)
+	$(BIN)/python benchmarks/registry.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

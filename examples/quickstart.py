@@ -6,7 +6,10 @@ against the first (an HTML report), trains a few scikit-learn models on the exac
 tracks each run (params, per-epoch metrics, the dataset version it read, a confusion-matrix
 artifact), searches the runs and prints the table. Then it runs the split-train-evaluate
 pipeline of examples/pipelines/breast_cancer.py twice (the second time every step is cached)
-and sweeps its params, with a report of the trials. Everything lands in ./demo-output/.
+and sweeps its params, with a report of the trials. The sweep's best model is registered and
+promoted to champion past a validation gate, which then refuses a weaker model; the champion's
+evaluation (metrics, slices, fairness, importance) is an HTML report. Everything lands in
+./demo-output/.
 """
 
 from __future__ import annotations
@@ -138,32 +141,70 @@ def run_pipelines() -> str:
         title="breast-cancer sweep",
     )
     assert sweep.best is not None
-    register_best(flow, sweep.best.params)
+    register_best(flow, sweep.best.params, sweep.trials[-1].params)
     return sweep.best.run_id
 
 
-def register_best(flow: object, params: dict[str, object]) -> None:
-    """Register the best trial's model, make it the champion, load it back and predict."""
+def register_best(flow: object, params: dict[str, object], worst: dict[str, object]) -> None:
+    """Register the sweep's best model, promote it past a gate, and watch the gate refuse a
+    weaker one; write the evaluation and gate reports."""
+    import numpy as np
+
+    from loopml.evaluation.report import render_evaluation, render_gate
     from loopml.pipelines.runner import run_pipeline
-    from loopml.registry import models
 
     best = run_pipeline(flow, params)  # type: ignore[arg-type]  # every step from the cache
-    model, test = best.output("train"), best.output("split", "test")
-    features = test.drop(columns="target")
-    with loopml.start_run(experiment="breast-cancer", run_name="register-best") as run:
+    weaker = run_pipeline(flow, worst)  # type: ignore[arg-type]
+    test = best.output("split", "test")
+    # A made-up clinic per patient stands in for a sensitive feature, to show fairness metrics.
+    test["clinic"] = np.random.default_rng(0).choice(["north", "south"], size=len(test))
+    test.to_csv(OUT / "held-out.csv", index=False)
+    held_out = loopml.data.add(OUT / "held-out.csv", "breast-cancer-test")
+    features = test.drop(columns=["target", "clinic"])
+    with loopml.start_run(experiment="breast-cancer", run_name="register") as run:
         run.log_input("breast-cancer@v1", context="training")
-        run.log_params({k: str(v) for k, v in params.items()})
-        logged = loopml.log_model(model, name="breast-cancer", input_example=features.head(5))
-    assert logged.version is not None
-    ws = loopml.set_workspace(OUT)
-    models.set_alias(ws, "breast-cancer", "champion", logged.version.version, reason="best f1")
-    champion = loopml.load_model("models:/breast-cancer@champion")
-    accuracy = (champion.predict(features) == test["target"]).mean()
-    console.print(
-        f"Registered {logged.uri} ({logged.package.flavor}, package "
-        f"{logged.package.digest[:19]}) as breast-cancer@champion; loaded back, its accuracy "
-        f"on the held-out rows is {accuracy:.4f}"
+        first = loopml.log_model(
+            best.output("train"), name="breast-cancer", input_example=features.head(5)
+        )
+        second = loopml.log_model(
+            weaker.output("train"), name="breast-cancer", input_example=features.head(5)
+        )
+    gate = loopml.Gate(
+        [
+            loopml.Threshold("f1", min=0.9),
+            loopml.BeatsChampion("f1", min_delta=0.0),
+            loopml.Fairness("demographic_parity_difference", max=0.2, sensitive="clinic"),
+            loopml.LatencyBudget(max_ms=50),
+        ],
+        target="target",
     )
+    event = loopml.promote("breast-cancer", 1, gate=gate, data=held_out.ref)
+    console.print(
+        f"Registered {first.uri} and {second.uri}; {first.uri} passed the gate on "
+        f"{held_out.ref} and is breast-cancer@champion (was: {event.from_version or 'nothing'})"
+    )
+    try:
+        loopml.promote("breast-cancer", 2, gate=gate, data=held_out.ref)
+    except loopml.errors.GateFailed as refused:
+        console.print(f"The gate kept the champion: {refused}")
+        assert refused.result is not None
+        (OUT / "gate.html").write_text(render_gate(refused.result), encoding="utf-8")
+    evaluation = loopml.evaluate(
+        "models:/breast-cancer@champion",
+        data=held_out.ref,
+        target="target",
+        sensitive_features=["clinic"],
+        slices=["clinic", "mean radius"],
+    )
+    (OUT / "evaluation.html").write_text(render_evaluation(evaluation), encoding="utf-8")
+    table = Table(title=f"breast-cancer@champion on {held_out.ref}", header_style="bold")
+    for column in ("metric", "value"):
+        table.add_column(column)
+    for name, value in evaluation.metrics.items():
+        table.add_row(name, f"{value:.4f}" if value is not None else "")
+    console.print(table)
+    champion = loopml.load_model("models:/breast-cancer@champion")
+    console.print(f"Loaded back {champion!r}: predicts {champion.predict(features.head(3))}")
 
 
 def main() -> None:
@@ -214,12 +255,16 @@ def main() -> None:
     console.print(f"Open the report with its charts of metrics over epochs: {report.resolve()}")
     console.print(f"The data check: {(OUT / 'data-validation.html').resolve()}")
     console.print(f"The sweep's trials: {(OUT / 'sweep.html').resolve()}")
+    console.print(f"The champion's evaluation: {(OUT / 'evaluation.html').resolve()}")
+    console.print(f"The gate that refused the weaker model: {(OUT / 'gate.html').resolve()}")
     console.print(
         f"Explore it yourself:  cd {OUT} && ../.venv/bin/loopml runs list   "
         f"(or: loopml runs show {champion.id[:8]}, loopml data log breast-cancer, "
         "loopml data diff breast-cancer@v1 breast-cancer@v2, loopml data used-by "
         f"breast-cancer@v1, loopml pipelines runs, loopml pipelines show {best_trial[:8]}, "
-        "loopml models show breast-cancer@champion)"
+        "loopml models show breast-cancer@champion, "
+        "loopml models alias breast-cancer champion --history, loopml models evaluations "
+        "breast-cancer)"
     )
 
 

@@ -46,14 +46,26 @@ _LAZY: dict[str, str] = {
     "register_model": "loopml.registry.api",
     "set_alias": "loopml.registry.api",
     "get_model_version": "loopml.registry.api",
+    "evaluate": "loopml.evaluation.scoring",
+    "promote": "loopml.evaluation.promotion",
+    "Gate": "loopml.evaluation.gates",
+    "Threshold": "loopml.evaluation.checks",
+    "BeatsChampion": "loopml.evaluation.checks",
+    "Fairness": "loopml.evaluation.checks",
+    "LatencyBudget": "loopml.evaluation.checks",
 }
 
 # Kept literal for tools; a test checks it matches _LAZY.
 __all__ = [
+    "BeatsChampion",
     "Dataset",
     "Experiment",
+    "Fairness",
+    "Gate",
+    "LatencyBudget",
     "Run",
     "RunRecord",
+    "Threshold",
     "Workspace",
     "__version__",
     "active_run",
@@ -61,6 +73,7 @@ __all__ = [
     "data",
     "download_artifacts",
     "end_run",
+    "evaluate",
     "get_metric_history",
     "get_model_version",
     "get_run",
@@ -76,6 +89,7 @@ __all__ = [
     "log_params",
     "log_text",
     "pipeline",
+    "promote",
     "register_model",
     "search_runs",
     "set_alias",
@@ -91,6 +105,10 @@ if TYPE_CHECKING:
     from loopml import data
     from loopml.core.workspace import Workspace, set_workspace, use_workspace
     from loopml.data.entities import Dataset
+    from loopml.evaluation.checks import BeatsChampion, Fairness, LatencyBudget, Threshold
+    from loopml.evaluation.gates import Gate
+    from loopml.evaluation.promotion import promote
+    from loopml.evaluation.scoring import evaluate
     from loopml.pipelines.graph import pipeline
     from loopml.pipelines.step import step
     from loopml.registry.api import (

@@ -14,7 +14,7 @@
     ├── StepFailed                       a pipeline step failed; carries the pipeline result
     ├── StepTimeout (TimeoutError)       a step attempt ran past its timeout
     ├── WorkerLost                       the process running a step attempt died
-    └── GateFailed                       a validation gate refused a model (registry issue)
+    └── GateFailed                       a validation gate refused a model; carries its result
 
 Each message names the thing and says how to fix it; the CLI prints it as one line.
 """
@@ -89,7 +89,11 @@ class WorkerLost(LoopMLError):
 
 
 class GateFailed(LoopMLError):
-    """A validation gate refused a model."""
+    """A validation gate refused a model; `result` is the gate's verdict, check by check."""
+
+    def __init__(self, message: str, result: object = None) -> None:
+        super().__init__(message)
+        self.result = result
 
 
 __all__ = [

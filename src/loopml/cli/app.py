@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from loopml.cli import data, experiments, models, pipelines, runs
+from loopml.cli import data, evaluation, experiments, models, pipelines, runs
 from loopml.errors import LoopMLError
 
 app = typer.Typer(
@@ -89,6 +89,11 @@ def gc(
 
 app.command("run")(pipelines.run)
 app.command("sweep")(pipelines.sweep)
+app.command("check")(evaluation.check)
+models.app.command("evaluate")(evaluation.evaluate)
+models.app.command("evaluations")(evaluation.evaluations)
+models.app.command("compare")(evaluation.compare)
+models.app.command("promote")(evaluation.promote)
 
 
 def main() -> None:

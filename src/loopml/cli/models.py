@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -93,16 +93,10 @@ def show(
     from loopml.cli.output import console, print_json, table
     from loopml.data import versions as data_versions
     from loopml.registry import api, models
+    from loopml.registry.uris import expand
 
     ws = _ws()
-    # Short forms: NAME (its latest), NAME/N, NAME@ALIAS.
-    target = (
-        uri
-        if ":" in uri
-        else f"models:/{uri}"
-        if "/" in uri or "@" in uri
-        else (f"models:/{uri}/latest")
-    )
+    target = expand(uri)
     package = api.package_of(ws, target)
     record = None if target.startswith("runs:/") else models.resolve(ws, target)
     run_id = record.run_id if record is not None else target.split("/")[1]
@@ -165,13 +159,14 @@ def alias(
             return
         table(
             f"{name}@{alias_name}",
-            ["WHEN", "FROM", "TO", "USER", "REASON"],
+            ["WHEN", "FROM", "TO", "USER", "GATE", "REASON"],
             [
                 (
                     when(e.created_at),
                     f"v{e.from_version}" if e.from_version else "",
                     f"v{e.to_version}" if e.to_version else "(removed)",
                     e.user,
+                    _gate_text(e.gate_result),
                     e.reason,
                 )
                 for e in events
@@ -196,3 +191,14 @@ def alias(
     before = f"v{event.from_version}" if event.from_version else "nothing"
     after = f"v{event.to_version}" if event.to_version else "nothing"
     console.print(f"{name}@{alias_name}: {before} -> {after}")
+
+
+def _gate_text(result: dict[str, Any] | None) -> str:
+    """Return how a move got past its gate: passed, failed (forced), forced, or nothing."""
+    if not result:
+        return ""
+    verdict = result.get("passed")
+    forced = " (forced)" if result.get("forced") else ""
+    if verdict is None:
+        return "forced, no gate" if result.get("forced") else ""
+    return ("passed" if verdict else "failed") + forced

@@ -34,24 +34,25 @@ def render_html(
         name = row["column"]
         chart = _chart(reference.get(name), current.get(name))
         if chart:
-            charts.append(f'<section class="chart"><h3>{_esc(name)}</h3>{chart}</section>')
+            charts.append(f'<section class="chart"><h3>{escape(name)}</h3>{chart}</section>')
     return _PAGE.format(
-        title=_esc(title),
+        title=escape(title),
+        style=STYLE,
         plotly=get_plotlyjs(),
-        summary=_summary(report),
-        issues=_issues(report.issues),
+        summary=summary_html(report),
+        issues=issues_html(report.issues),
         columns=_columns(report.columns),
         charts="\n".join(charts) or "<p>No column has values to plot.</p>",
     )
 
 
-def _summary(report: ValidationReport) -> str:
+def summary_html(report: ValidationReport) -> str:
     verdict = "passed" if report.ok else "failed"
     against = "a schema" if report.against == "schema" else "a reference version"
     rows = f"{report.rows} rows"
     if report.reference_rows is not None:
         rows += f" (reference: {report.reference_rows})"
-    table = f"{_esc(report.table)}: " if report.table else ""
+    table = f"{escape(report.table)}: " if report.table else ""
     return (
         f'<p class="summary {verdict}">{table}<strong>{verdict.upper()}</strong> against '
         f"{against}: {len(report.errors)} error(s), {len(report.warnings)} warning(s); "
@@ -59,14 +60,16 @@ def _summary(report: ValidationReport) -> str:
     )
 
 
-def _issues(issues: list[Issue]) -> str:
+def issues_html(issues: list[Issue]) -> str:
     if not issues:
         return "<p>No issues.</p>"
     cells = [
         [i.severity, "(table)" if i.column is None else i.column, i.check, i.message]
         for i in issues
     ]
-    return _table(["severity", "column", "check", "message"], cells, [i.severity for i in issues])
+    return html_table(
+        ["severity", "column", "check", "message"], cells, [i.severity for i in issues]
+    )
 
 
 def _columns(rows: list[dict[str, Any]]) -> str:
@@ -82,13 +85,13 @@ def _columns(rows: list[dict[str, Any]]) -> str:
         for r in rows
     ]
     head = ["column", "type", "null share", "method", "score", "status"]
-    return _table(head, cells, [r["status"] for r in rows])
+    return html_table(head, cells, [r["status"] for r in rows])
 
 
-def _table(head: list[str], rows: list[list[str]], classes: list[str]) -> str:
-    top = "".join(f"<th>{_esc(h)}</th>" for h in head)
+def html_table(head: list[str], rows: list[list[str]], classes: list[str]) -> str:
+    top = "".join(f"<th>{escape(h)}</th>" for h in head)
     body = "".join(
-        f'<tr class="{_esc(css)}">' + "".join(f"<td>{_esc(c)}</td>" for c in cells) + "</tr>"
+        f'<tr class="{escape(css)}">' + "".join(f"<td>{escape(c)}</td>" for c in cells) + "</tr>"
         for cells, css in zip(rows, classes, strict=True)
     )
     return (
@@ -133,7 +136,7 @@ def _category_bars(figure: Any, sides: list[tuple[str, dict[str, Any]]], key: st
         counts = dict(col.get(key) or col.get("top") or [])
         figure.add_trace(
             go.Bar(
-                x=[_plot_text(v) for v in shown],
+                x=[plot_text(v) for v in shown],
                 y=[counts.get(v, 0) / max(col["count"], 1) for v in shown],
                 name=label,
             )
@@ -163,31 +166,34 @@ def _histogram_bars(figure: Any, sides: list[tuple[str, dict[str, Any]]]) -> Non
     figure.update_layout(barmode="overlay", bargap=0)
 
 
-def _esc(text: object) -> str:
+def escape(text: object) -> str:
     return html.escape(str(text))
 
 
-def _plot_text(text: str) -> str:
+def plot_text(text: str) -> str:
     # Plotly reads labels as HTML-like text and decodes &lt; back for display.
     return html.escape(text, quote=False)
 
 
+# Shared by every LoopML HTML report: summary banners, tables, error and warning rows, charts.
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem; color: #222; }
+.summary { font-size: 1.1rem; padding: .6rem .8rem; border-radius: 4px; }
+.summary.passed { background: #e8f5e9; }
+.summary.failed { background: #fdecea; }
+.grid { overflow-x: auto; margin-bottom: 2rem; }
+table { border-collapse: collapse; }
+th, td { border: 1px solid #ddd; padding: .3rem .6rem; text-align: left; vertical-align: top; }
+th { background: #f4f4f4; }
+tr.error td { background: #fdecea; }
+tr.warning td { background: #fff8e1; }
+.chart { max-width: 60rem; }
+"""
+
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <script>{plotly}</script>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #222; }}
-.summary {{ font-size: 1.1rem; padding: .6rem .8rem; border-radius: 4px; }}
-.summary.passed {{ background: #e8f5e9; }}
-.summary.failed {{ background: #fdecea; }}
-.grid {{ overflow-x: auto; margin-bottom: 2rem; }}
-table {{ border-collapse: collapse; }}
-th, td {{ border: 1px solid #ddd; padding: .3rem .6rem; text-align: left; vertical-align: top; }}
-th {{ background: #f4f4f4; }}
-tr.error td {{ background: #fdecea; }}
-tr.warning td {{ background: #fff8e1; }}
-.chart {{ max-width: 60rem; }}
-</style></head>
+<style>{style}</style></head>
 <body><h1>{title}</h1>
 {summary}
 <h2>Issues</h2>

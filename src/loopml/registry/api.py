@@ -9,6 +9,7 @@ from typing import Any
 from loopml.core.workspace import Workspace, workspace
 from loopml.errors import InvalidInput, LoopMLError, NotFound
 from loopml.registry import models
+from loopml.registry.flavors.onnx import TOLERANCE as ONNX_TOLERANCE
 from loopml.registry.models import AliasEvent, ModelVersionRecord
 from loopml.registry.package import LoadedModel, ModelPackage, load, read_package, save_package
 from loopml.registry.signature import Signature
@@ -45,9 +46,12 @@ def log_model(
     flavor: str | None = None,
     description: str = "",
     tags: dict[str, Any] | None = None,
+    onnx: bool = False,
+    onnx_tolerance: float = ONNX_TOLERANCE,
 ) -> LoggedModel:
     """Store `model` as a package (in the active run, if any); with `name`, register it as
-    the next version of that model."""
+    the next version of that model. With `onnx`, a scikit-learn model is stored with its ONNX
+    export too, checked to agree with it on the input example within `onnx_tolerance`."""
     from loopml.tracking import artifacts
     from loopml.tracking.fluent import active_run
 
@@ -63,7 +67,13 @@ def log_model(
         )
     with ws.blob_lock():  # GC waits until rows point at the package's blobs
         package = save_package(
-            ws, model, flavor=flavor, input_example=input_example, signature=signature
+            ws,
+            model,
+            flavor=flavor,
+            input_example=input_example,
+            signature=signature,
+            onnx=onnx,
+            onnx_tolerance=onnx_tolerance,
         )
         if run is not None:
             manifest = ws.blobs.read_bytes(package.digest)
@@ -101,10 +111,11 @@ def register_model(uri: str, name: str, *, description: str = "") -> ModelVersio
     )
 
 
-def load_model(uri: str) -> LoadedModel:
-    """Return the model `uri` names, its files verified before anything is unpickled."""
+def load_model(uri: str, *, runtime: str = "native") -> LoadedModel:
+    """Return the model `uri` names, its files verified before anything is unpickled; with
+    runtime="onnx", one that predicts through onnxruntime on its ONNX export."""
     ws = workspace()
-    return load(ws, package_of(ws, uri))
+    return load(ws, package_of(ws, uri), runtime=runtime)
 
 
 def package_of(ws: Workspace, uri: str | ModelRef) -> ModelPackage:

@@ -25,9 +25,15 @@ from loopml.errors import IntegrityError, InvalidInput, NotFound
 from loopml.pipelines import materializers
 from loopml.registry import flavors
 from loopml.registry.flavors.base import Flavor
-from loopml.registry.signature import Signature, enforce, infer_signature
+from loopml.registry.flavors.onnx import TOLERANCE as ONNX_TOLERANCE
+from loopml.registry.flavors.onnx import export_sklearn
+from loopml.registry.signature import ColumnSpec, Signature, enforce, infer_signature
 
 FORMAT = "loopml.model/1"
+# How a loaded model predicts: with its flavor, or with onnxruntime on its ONNX export.
+RUNTIMES = ("native", "onnx")
+# The key of a flavor's metadata that describes the ONNX export stored beside the model.
+ONNX_KEY = "onnx"
 # Versions recorded with every package besides the flavor's own requirements.
 ENVIRONMENT_PACKAGES = ("loopml", "numpy", "pandas", "scikit-learn")
 # How an input example is stored, in order of preference; anything else is refused.
@@ -70,13 +76,18 @@ def save_package(
     flavor: str | None = None,
     input_example: Any = None,
     signature: Signature | None = None,
+    onnx: bool = False,
+    onnx_tolerance: float = ONNX_TOLERANCE,
 ) -> ModelPackage:
     """Store `model`'s files and manifest in `ws`'s blob store; return the package.
 
     The flavor is detected when not given; the signature is inferred from `input_example`
-    and the model's predictions on it when not given.
+    and the model's predictions on it when not given. With `onnx`, a scikit-learn model is
+    also stored as ONNX, once its outputs on the input example agree with the model's.
     """
     chosen = flavors.by_name(flavor) if flavor is not None else flavors.detect(model)
+    if onnx:
+        _check_onnx_export(chosen, input_example)
     example: tuple[str, bytes] | None = None
     if input_example is not None:
         example = _encode_example(input_example)
@@ -84,12 +95,22 @@ def save_package(
             signature = infer_signature(
                 input_example, _predict_example(chosen, model, input_example)
             )
+    exported = None
+    if onnx and signature is not None:
+        # Before anything is stored: a model whose export disagrees leaves no blob behind.
+        exported = export_sklearn(model, input_example, signature, tolerance=onnx_tolerance)
     with tempfile.TemporaryDirectory(prefix="loopml-model-") as tmp:
         folder = Path(tmp) / "model"
         folder.mkdir()
         meta = chosen.save(model, folder)
         _check_json(meta, chosen.name)
         environment = _environment(chosen)
+        if exported is not None:
+            data, meta[ONNX_KEY] = exported
+            (folder / meta[ONNX_KEY]["file"]).write_bytes(data)
+            environment["requirements"] = sorted(
+                {*environment["requirements"], *flavors.by_name("onnx").requirements()}
+            )
         with ws.blob_lock():
             files = {
                 _relative(path, folder): _blob_tuple(ws.blobs.put_file(path))
@@ -155,24 +176,49 @@ def load_input_example(ws: Workspace, package: ModelPackage) -> Any:
 class LoadedModel:
     """A loaded package: `predict` checks inputs against the signature, then predicts."""
 
-    def __init__(self, package: ModelPackage, native: Any, flavor: Flavor) -> None:
+    def __init__(
+        self, package: ModelPackage, native: Any, flavor: Flavor, runtime: str = "native"
+    ) -> None:
         self.package = package
         self.native = native
+        self.runtime = runtime
         self._flavor = flavor
+        # An ONNX regressor returns [rows, 1] where the model it was made from returns [rows].
+        outputs = package.signature.outputs if package.signature is not None else ()
+        self._flatten = runtime == "onnx" and len(outputs) == 1 and _rank(outputs[0]) == 1
 
     def predict(self, data: Any) -> Any:
         """Return the model's predictions for `data`, checked and cast to the signature first."""
         if self.package.signature is not None:
             data = enforce(self.package.signature, data)
-        return self._flavor.predict(self.native, data)
+        result = self._flavor.predict(self.native, data)
+        if self._flatten and result.ndim == 2 and result.shape[1] == 1:
+            return result.ravel()
+        return result
 
     def __repr__(self) -> str:
-        return f"LoadedModel(flavor={self.package.flavor!r}, digest={self.package.digest!r})"
+        return (
+            f"LoadedModel(flavor={self.package.flavor!r}, runtime={self.runtime!r}, "
+            f"digest={self.package.digest!r})"
+        )
 
 
-def load(ws: Workspace, package: ModelPackage) -> LoadedModel:
-    """Return `package` loaded, ready to predict."""
-    return LoadedModel(package, load_native(ws, package), flavors.by_name(package.flavor))
+def load(ws: Workspace, package: ModelPackage, *, runtime: str = "native") -> LoadedModel:
+    """Return `package` loaded, ready to predict: with its own flavor (runtime="native"), or
+    with onnxruntime (runtime="onnx") if it is an ONNX model or was stored with one."""
+    if runtime not in RUNTIMES:
+        raise InvalidInput(f"runtime {runtime!r} is unknown; use one of {', '.join(RUNTIMES)}")
+    if runtime == "native" or package.flavor == "onnx":
+        flavor = flavors.by_name(package.flavor)
+        return LoadedModel(package, load_native(ws, package), flavor, runtime)
+    onnx_meta = package.flavor_meta.get(ONNX_KEY)
+    if not isinstance(onnx_meta, Mapping):
+        raise InvalidInput(
+            f"model package {package.digest} ({package.flavor}) holds no ONNX model; load it "
+            "with runtime='native', or log it again with onnx=True (scikit-learn models)"
+        )
+    onnx = flavors.by_name("onnx")
+    return LoadedModel(package, onnx.load(_verified_folder(ws, package), onnx_meta), onnx, runtime)
 
 
 def _verified_folder(ws: Workspace, package: ModelPackage) -> Path:
@@ -211,6 +257,25 @@ def _matches(path: Path, digest: str) -> bool:
         return digest_file(path) == digest
     except FileNotFoundError:
         return False
+
+
+def _check_onnx_export(flavor: Flavor, input_example: Any) -> None:
+    """Refuse onnx=True for what skl2onnx cannot convert, before anything is done."""
+    if flavor.name != "sklearn":
+        already = " (an ONNX model is stored as ONNX already)" if flavor.name == "onnx" else ""
+        raise InvalidInput(
+            f"onnx=True converts scikit-learn models with skl2onnx, not {flavor.name} models: "
+            f"log it without onnx=True{already}"
+        )
+    if input_example is None:
+        raise InvalidInput(
+            "onnx=True needs an input example: the ONNX model's inputs are declared from it, "
+            "and its outputs are checked against the model's on it; pass input_example=X[:5]"
+        )
+
+
+def _rank(spec: ColumnSpec) -> int | None:
+    return len(spec.shape) if spec.shape is not None else None
 
 
 def _predict_example(flavor: Flavor, model: Any, example: Any) -> Any:

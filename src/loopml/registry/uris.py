@@ -54,6 +54,13 @@ def parse(uri: object) -> ModelRef:
     )
 
 
+def expand(text: str) -> str:
+    """Return the URI a short form names: NAME (its latest), NAME/N, NAME@ALIAS; a URI as is."""
+    if ":" in text:
+        return text
+    return f"models:/{text}" if "/" in text or "@" in text else f"models:/{text}/latest"
+
+
 def check_name(name: object, what: str = "model name") -> str:
     """Return `name` if it can name a model or an alias, else raise InvalidInput."""
     if not isinstance(name, str) or not re.fullmatch(NAME, name):

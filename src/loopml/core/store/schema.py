@@ -321,6 +321,37 @@ class AliasEvent(Base):
     __table_args__ = (Index("ix_alias_events_model_alias", "model_id", "alias", "id"),)
 
 
+class Evaluation(Base):
+    """A model package scored on one table: the numbers gates read and the report is drawn from."""
+
+    __tablename__ = "evaluations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    model: Mapped[str] = mapped_column(String(1000))  # models:/name/N or runs:/RUN/path
+    package_digest: Mapped[str] = mapped_column(String(71))
+    # The registered version evaluated, when the model was named by one.
+    model_name: Mapped[str | None] = mapped_column(String(200))
+    model_version: Mapped[int | None] = mapped_column(Integer)
+    # The dataset version the rows came from (None: an in-memory frame).
+    dataset_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("dataset_versions.id", ondelete="SET NULL")
+    )
+    dataset: Mapped[str] = mapped_column(String(1000), default="")  # churn@v2 or a description
+    data_digest: Mapped[str] = mapped_column(String(71))  # of the rows scored
+    target: Mapped[str] = mapped_column(String(250))
+    task: Mapped[str] = mapped_column(String(20))
+    rows: Mapped[int] = mapped_column(Integer)
+    metrics: Mapped[str] = mapped_column(Text)  # JSON {name: value}
+    body: Mapped[str] = mapped_column(Text)  # JSON: plots, slices, fairness, importance
+    user: Mapped[str] = mapped_column(String(250), default="")
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        Index("ix_evaluations_package_data", "package_digest", "data_digest", "target"),
+        Index("ix_evaluations_model", "model_name", "model_version"),
+    )
+
+
 # Core tables, for the statements on hot paths (no ORM unit of work involved).
 experiments = cast(Table, Experiment.__table__)
 runs = cast(Table, Run.__table__)
@@ -340,3 +371,4 @@ model_versions = cast(Table, ModelVersion.__table__)
 model_tags = cast(Table, ModelTag.__table__)
 model_aliases = cast(Table, ModelAlias.__table__)
 alias_events = cast(Table, AliasEvent.__table__)
+evaluations = cast(Table, Evaluation.__table__)

@@ -17,6 +17,10 @@ from loopml.registry.flavors.base import Flavor
 
 # Most specific first: detection takes the first flavor that handles a model.
 BUILTIN: dict[str, str] = {
+    "torch": "loopml.registry.flavors.torch:TorchFlavor",
+    # Chosen by name only: "torch" takes every nn.Module first, a ScriptModule as TorchScript.
+    "torchscript": "loopml.registry.flavors.torch:TorchScriptFlavor",
+    "onnx": "loopml.registry.flavors.onnx:OnnxFlavor",
     "xgboost": "loopml.registry.flavors.xgboost:XGBoostFlavor",
     "lightgbm": "loopml.registry.flavors.lightgbm:LightGBMFlavor",
     "sklearn": "loopml.registry.flavors.sklearn:SklearnFlavor",
@@ -26,6 +30,10 @@ BUILTIN: dict[str, str] = {
 GENERIC = ("sklearn", "pyfunc")
 # Flavors whose library is optional: (module to import, extra that installs it).
 EXTRAS: dict[str, tuple[str, str]] = {
+    "torch": ("torch", "torch"),
+    "torchscript": ("torch", "torch"),
+    # onnxruntime runs the models; onnx, needed only to check one before saving, is asked for then.
+    "onnx": ("onnxruntime", "onnx"),
     "xgboost": ("xgboost", "xgboost"),
     "lightgbm": ("lightgbm", "lightgbm"),
 }

@@ -58,7 +58,7 @@ def save_pickle(model: Any, path: Path) -> Path:
     import cloudpickle
 
     target = path / PICKLE_FILE
-    with _user_code_by_value(), target.open("wb") as f:
+    with user_code_by_value(), target.open("wb") as f:
         cloudpickle.dump(model, f, protocol=5)
     return target
 
@@ -70,7 +70,7 @@ def load_pickle(path: Path) -> Any:
 
 
 @contextmanager
-def _user_code_by_value() -> Iterator[None]:
+def user_code_by_value() -> Iterator[None]:
     """Pickle the user's own packages by value while inside: the model's class, and a custom
     transformer from a local module deep inside a Pipeline, load where they are not importable.
     """

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, slices, fairness, importance, gates and promotion past them."""
