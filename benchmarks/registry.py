@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tracking import _median_time, mlflow_python
+from tracking import median_time, mlflow_python
 
 TREES = 100
 NAME = "forest"
@@ -197,7 +197,7 @@ def warm_phase(args: argparse.Namespace) -> dict[str, Any]:
     loader = args.loader
     side = open_side(args, create=False)
     side.load(loader)  # the cold load, timed by cold_phase
-    figures = {"warm_ms": _median_time(lambda: side.load(loader), args.repeat)[0] * 1000}
+    figures = {"warm_ms": median_time(lambda: side.load(loader), args.repeat)[0] * 1000}
     if side.cache is not None:
         # LoopML keeps verified files under .loopml/models; this is a load that rebuilds them.
         cache = side.cache
@@ -206,7 +206,7 @@ def warm_phase(args: argparse.Namespace) -> dict[str, Any]:
             shutil.rmtree(cache)
             side.load(loader)
 
-        figures["uncached_ms"] = _median_time(uncached, args.repeat)[0] * 1000
+        figures["uncached_ms"] = median_time(uncached, args.repeat)[0] * 1000
     if loader in ("loopml", "pyfunc"):
         model, served, raw = side.load(loader)
         row = training_data()[0].iloc[[0]]

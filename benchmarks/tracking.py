@@ -223,8 +223,8 @@ def measure(peer: LoopMLPeer | MLflowPeer, work: Workload) -> dict[str, Any]:
         peer.end()
     create_s = time.perf_counter() - began
 
-    search_s, names = _median_time(peer.search, SEARCHES)
-    history_s, length = _median_time(lambda: peer.history(single_id, "k0"), HISTORY_READS)
+    search_s, names = median_time(peer.search, SEARCHES)
+    history_s, length = median_time(lambda: peer.history(single_id, "k0"), HISTORY_READS)
     return {
         "peer": peer.name,
         "version": peer.version,
@@ -240,7 +240,7 @@ def measure(peer: LoopMLPeer | MLflowPeer, work: Workload) -> dict[str, Any]:
     }
 
 
-def _median_time(call: Callable[[], Any], times: int) -> tuple[float, Any]:
+def median_time(call: Callable[[], Any], times: int) -> tuple[float, Any]:
     """Return the median seconds of `times` calls, and the last call's result."""
     seconds = []
     result = None
@@ -293,7 +293,7 @@ def cli_help_ms() -> float:
     exe = Path(sys.executable).with_name("loopml")
     command = [str(exe)] if exe.exists() else [shutil.which("loopml") or "loopml"]
     subprocess.run([*command, "--help"], capture_output=True, check=True)  # warm the page cache
-    seconds, _ = _median_time(
+    seconds, _ = median_time(
         lambda: subprocess.run([*command, "--help"], capture_output=True, check=True), CLI_CALLS
     )
     return seconds * 1000

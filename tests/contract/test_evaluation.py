@@ -7,14 +7,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.dummy import DummyClassifier
+from sklearn.dummy import DummyClassifier, DummyRegressor
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
 import loopml
 from loopml import BeatsChampion, Fairness, Gate, LatencyBudget, Threshold
 from loopml.core.workspace import Workspace
-from loopml.errors import GateFailed, InvalidInput, NotFound
+from loopml.errors import GateFailed, InvalidInput, InvalidState, NotFound
 from loopml.evaluation import records
+from loopml.evaluation.checks import Check, CheckResult
+from loopml.evaluation.gates import GateContext
 from loopml.registry import models
 
 FEATURES = ["a", "b", "c"]
@@ -200,3 +202,101 @@ def test_a_stored_evaluation_gives_the_gate_its_target(ws: Workspace, churn: pd.
     loopml.evaluate(uri, data="churn@v2", target="churned", importance=False)
     result = Gate([Threshold("accuracy", min=0.5)]).check(uri, data="churn@v2")
     assert result.passed and result.target == "churned"
+
+
+class MovesTheChampion(Check):
+    """A check that, while the gate runs, has someone else move the champion."""
+
+    def __init__(self, to: int = 3) -> None:
+        self.to = to
+
+    def check(self, context: GateContext) -> CheckResult:
+        loopml.set_alias(context.model.name or "", "champion", self.to, reason="someone else")
+        return self.result("moved", None, "", True, "moved it")
+
+
+def test_promote_refuses_when_the_alias_moved_while_the_gate_ran(
+    ws: Workspace, churn: pd.DataFrame
+):
+    for _ in range(3):
+        register(LogisticRegression(), churn)
+    loopml.set_alias("churn-model", "champion", 2)
+    gate = Gate([MovesTheChampion(to=3)], target="churned")
+    with pytest.raises(InvalidState, match=r"moved while this was decided \(it was v2, it is v3"):
+        loopml.promote("churn-model", 1, gate=gate, data="churn@v2")
+    assert models.resolve(ws, "models:/churn-model@champion").version == 3
+    history = models.alias_history(ws, "churn-model", "champion")
+    assert [(e.from_version, e.to_version) for e in history] == [(None, 2), (2, 3)]
+
+
+def test_relative_gain_against_a_zero_champion_is_infinite_either_way(
+    ws: Workspace, churn: pd.DataFrame
+):
+    flat = churn.assign(churned=5.0)
+    register(DummyRegressor(constant=5.0, strategy="constant"), flat, name="zero")
+    register(DummyRegressor(constant=9.0, strategy="constant"), flat, name="zero")
+    loopml.set_alias("zero", "champion", 1)
+    worse = Gate([BeatsChampion("rmse", relative=True)]).check(
+        "models:/zero/2", flat, target="churned"
+    )
+    assert not worse.passed and worse.checks[0].value == float("-inf")
+
+
+def test_a_champion_that_cannot_be_scored_is_named(ws: Workspace, churn: pd.DataFrame):
+    register(LogisticRegression(), churn)
+    narrower = LogisticRegression().fit(churn[["a", "b"]], churn["churned"])
+    with loopml.start_run():
+        loopml.log_model(narrower, name="churn-model", input_example=churn[["a", "b"]].head(3))
+    loopml.set_alias("churn-model", "champion", 1)
+    with pytest.raises(InvalidInput, match=r"the champion to beat, models:/churn-model/1.*'c'"):
+        Gate([BeatsChampion("f1")]).check(
+            "models:/churn-model/2", churn.drop(columns=["c"]), target="churned"
+        )
+
+
+def test_targets_a_model_cannot_be_scored_on_are_refused_by_name(
+    ws: Workspace, churn: pd.DataFrame
+):
+    uri = register(LogisticRegression(), churn)
+    words = churn.assign(churned=np.where(churn["churned"] == 1, "yes", "no"))
+    with pytest.raises(InvalidInput, match=r"holds 'no', 'yes', which models:/churn-model/1"):
+        loopml.evaluate(uri, data=words, target="churned")
+    three = churn.assign(churned=churn["churned"] + (churn["a"] > 1))
+    with pytest.raises(InvalidInput, match=r"holds 2, which"):
+        loopml.evaluate(uri, data=three, target="churned")
+    spend = register(LinearRegression(), churn.assign(churned=churn["a"]), name="spend")
+    with pytest.raises(InvalidInput, match="infinite values"):
+        loopml.evaluate(spend, data=churn.assign(churned=np.inf), target="churned")
+    with pytest.raises(InvalidInput, match="cannot score models:/spend/1"):
+        loopml.evaluate(spend, data=churn, target="churned", task="classification")
+    assert records.of_model(ws, "churn-model") == []
+
+
+def test_a_metric_undefined_on_the_rows_is_none_and_says_so(ws: Workspace, churn: pd.DataFrame):
+    uri = register(LogisticRegression(), churn)
+    one_class = churn[churn["churned"] == 1]
+    found = loopml.evaluate(uri, data=one_class, target="churned", importance=False)
+    assert "roc_auc" not in found.metrics or found.metrics["roc_auc"] is None
+    regression = register(LinearRegression(), churn.assign(churned=churn["a"]), name="spend")
+    single = loopml.evaluate(regression, data=churn.head(1), target="a", importance=False)
+    assert single.metrics["r2"] is None
+    for _ in range(2):  # the fresh record and the stored one answer alike
+        with pytest.raises(InvalidInput, match="'r2' of models:/spend/1 is undefined"):
+            Gate([Threshold("r2", min=0.5)]).check(regression, churn.head(1), target="a")
+
+
+def test_the_ci_check_keeps_the_data_report_when_the_gate_cannot_run(
+    ws: Workspace, churn: pd.DataFrame, tmp_path: Path
+):
+    from loopml.evaluation.release import check_release
+
+    uri = register(LogisticRegression(), churn)
+    churn.drop(columns=["c"]).to_csv(tmp_path / "churn.csv", index=False)
+    assert loopml.data.add(tmp_path / "churn.csv", "churn").version == 3
+    found = check_release(
+        uri, "churn@v3", Gate([Threshold("f1", min=0.5)]), against="churn@v2", target="churned"
+    )
+    assert not found.passed and found.evaluation is None
+    assert found.gate.checks[0].check == "error" and "'c'" in found.gate.checks[0].message
+    (report,) = found.validation.values()
+    assert not report["ok"] and any("c" in i["message"] for i in report["issues"])

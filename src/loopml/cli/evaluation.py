@@ -213,8 +213,11 @@ def promote(
     except GateFailed as exc:
         from loopml.evaluation.gates import GateResult
 
-        if isinstance(exc.result, GateResult) and not as_json:
-            _print_gate(exc.result)
+        if isinstance(exc.result, GateResult):
+            if as_json:
+                print_json(exc.result.to_dict())
+            else:
+                _print_gate(exc.result)
         raise
     if as_json:
         print_json(event.to_dict())
@@ -235,6 +238,9 @@ def check(
     ] = None,
     target: TargetOption = None,
     file: FileOption = None,
+    skew_threshold: Annotated[
+        float, typer.Option("--skew-threshold", help="Distance that counts as skew.")
+    ] = 0.1,
     html: HtmlOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -244,7 +250,15 @@ def check(
     from loopml.registry.uris import expand
 
     _ws()
-    found = check_release(expand(model), data, gate, against=against, target=target, file=file)
+    found = check_release(
+        expand(model),
+        data,
+        gate,
+        against=against,
+        target=target,
+        file=file,
+        skew_threshold=skew_threshold,
+    )
     if html is not None:
         from loopml.evaluation.report import render_gate
 

@@ -75,6 +75,13 @@ class Check:
             for p in inspect.signature(type(self).__init__).parameters.values()
             if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
         ]
+        missing = [name for name in names if not hasattr(self, name)]
+        if missing:
+            raise InvalidInput(
+                f"{type(self).__name__} takes {', '.join(missing)} in __init__ but keeps no "
+                "attribute of that name; store each setting as self.<name> so the gate can "
+                "record it"
+            )
         return {name: getattr(self, name) for name in names}
 
     def result(
@@ -97,8 +104,7 @@ class Threshold(Check):
         self.metric = _metric_name(metric)
         self.min = _number(min, "min", optional=True)
         self.max = _number(max, "max", optional=True)
-        if self.min is None and self.max is None:
-            raise InvalidInput(f"Threshold({metric!r}) needs min=, max= or both")
+        _check_bounds(f"Threshold({metric!r})", self.min, self.max)
 
     def check(self, context: GateContext) -> CheckResult:
         value = context.evaluation.metric(self.metric)
@@ -116,21 +122,31 @@ class BeatsChampion(Check):
         self,
         metric: str,
         min_delta: float = 0.0,
+        *,
         relative: bool = False,
         alias: str = "champion",
         higher_is_better: bool | None = None,
+        sensitive: str | None = None,
     ) -> None:
+        from loopml.registry.uris import check_name
+
         self.metric = _metric_name(metric)
         self.min_delta = _number(min_delta, "min_delta")
         self.relative = _flag(relative, "relative")
+        check_name(alias, "alias")
+        if alias == "latest":
+            raise InvalidInput("'latest' is not an alias; name the alias to beat, like 'champion'")
         self.alias = alias
         self.higher_is_better = (
             None if higher_is_better is None else _flag(higher_is_better, "higher_is_better")
         )
+        if metric in FAIRNESS_METRICS and not sensitive:
+            raise InvalidInput(f"BeatsChampion({metric!r}) needs sensitive='COLUMN'")
+        self.sensitive = sensitive
 
     def check(self, context: GateContext) -> CheckResult:
         candidate = context.evaluation
-        value = candidate.metric(self.metric)
+        value = candidate.metric(self.metric, sensitive=self.sensitive)
         limit = f"gain >= {self.min_delta:g}" + (" (relative)" if self.relative else "")
         found = context.champion(self.alias)
         if found is None:
@@ -143,7 +159,7 @@ class BeatsChampion(Check):
             return self.result(
                 self.metric, 0.0, limit, True, f"{candidate.model} is the {self.alias} already"
             )
-        base = scored.metric(self.metric)
+        base = scored.metric(self.metric, sensitive=self.sensitive)
         higher = (
             self.higher_is_better
             if self.higher_is_better is not None
@@ -151,7 +167,8 @@ class BeatsChampion(Check):
         )
         gain = (value - base) if higher else (base - value)
         if self.relative:
-            gain = gain / abs(base) if base else (math.inf if gain > 0 else 0.0)
+            # Against a champion of exactly 0 any change is infinitely large, either way.
+            gain = gain / abs(base) if base else math.copysign(math.inf, gain) if gain else 0.0
         passed = gain >= self.min_delta
         return self.result(
             self.metric,
@@ -190,8 +207,7 @@ class Fairness(Check):
         self.max = _number(max, "max", optional=True)
         self.min = _number(min, "min", optional=True)
         self.sensitive = sensitive
-        if self.min is None and self.max is None:
-            raise InvalidInput(f"Fairness({metric!r}) needs max=, min= or both")
+        _check_bounds(f"Fairness({metric!r})", self.min, self.max)
 
     def check(self, context: GateContext) -> CheckResult:
         value = context.evaluation.metric(self.metric, sensitive=self.sensitive)
@@ -247,6 +263,13 @@ def _bounded(
     return item.result(metric, value, limit, passed, f"{metric} {value:.4g} is {verdict} {limit}")
 
 
+def _check_bounds(what: str, low: float | None, high: float | None) -> None:
+    if low is None and high is None:
+        raise InvalidInput(f"{what} needs min=, max= or both")
+    if low is not None and high is not None and low > high:
+        raise InvalidInput(f"{what}: min {low:g} is above max {high:g}, so nothing could pass")
+
+
 def _metric_name(metric: object) -> str:
     if not isinstance(metric, str) or not metric:
         raise InvalidInput(f"a metric is named by a string like 'f1', not {metric!r}")
@@ -256,8 +279,8 @@ def _metric_name(metric: object) -> str:
 def _number(value: object, what: str, *, optional: bool = False) -> Any:
     if value is None and optional:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        raise InvalidInput(f"{what} must be a number, not {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidInput(f"{what} must be a finite number, not {value!r}")
     return float(value)
 
 

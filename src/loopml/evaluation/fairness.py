@@ -14,6 +14,8 @@ import pandas as pd
 
 from loopml.errors import InvalidInput
 
+MAX_GROUPS = 20
+MISSING = "(missing)"  # the group of rows without a value
 METRICS = (
     "demographic_parity_difference",
     "demographic_parity_ratio",
@@ -29,7 +31,12 @@ def fairness(
 ) -> dict[str, Any]:
     """Return the fairness metrics of binary predictions across the values of `groups`, and
     each group's rows, selection rate, true and false positive rates."""
-    label = groups.astype(object).where(groups.notna(), "(missing)").astype(str).to_numpy()
+    label = groups.astype(object).where(groups.notna(), MISSING).astype(str).to_numpy()
+    if len(distinct := set(label)) > MAX_GROUPS:
+        raise InvalidInput(
+            f"sensitive feature {groups.name!r} has {len(distinct)} groups; fairness compares a "
+            f"few groups (at most {MAX_GROUPS}): bin it into ranges first"
+        )
     selected = np.asarray(y_pred) == positive
     actual = np.asarray(y_true) == positive
     rows = []

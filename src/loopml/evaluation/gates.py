@@ -25,7 +25,7 @@ from typing import Any
 from loopml.core import plugins
 from loopml.core.store import now_ms
 from loopml.core.workspace import Workspace, workspace
-from loopml.errors import InvalidInput, NotFound
+from loopml.errors import InvalidInput, LoopMLError, NotFound
 from loopml.evaluation.checks import CheckResult, GateCheck
 from loopml.evaluation.records import Evaluation, find
 from loopml.evaluation.scoring import (
@@ -35,6 +35,8 @@ from loopml.evaluation.scoring import (
     features,
     load_model,
     read_table,
+    score,
+    stored,
     stored_or_new,
 )
 from loopml.registry import models
@@ -90,12 +92,32 @@ class GateContext:
                 scored = (
                     self.evaluation
                     if record.version == self.model.version
-                    else stored_or_new(
-                        self.ws, load_model(self.ws, record.uri), self.table, self.target
-                    )
+                    else self._score_champion(record, alias)
                 )
                 self._champions[alias] = (record, scored)
         return self._champions[alias]
+
+    def _score_champion(self, record: models.ModelVersionRecord, alias: str) -> Evaluation:
+        """Return the champion's stored score on these rows, else load and score it."""
+        found = stored(self.ws, record.package_digest, self.table, self.target, self._sensitive)
+        if found is not None:
+            return found
+        try:
+            champion = load_model(self.ws, record.uri)
+            return score(
+                self.ws,
+                champion,
+                self.table,
+                self.target,
+                sensitive_features=self._sensitive,
+                importance=False,
+            )
+        except LoopMLError as exc:
+            raise InvalidInput(
+                f"the {alias} to beat, {record.uri} ({self.model.name}@{alias}), cannot be "
+                f"scored on {self.table.label}: {exc}. Move the alias, or promote with "
+                "force=True and a reason"
+            ) from exc
 
 
 @dataclass(frozen=True)
@@ -147,7 +169,7 @@ class Gate:
             if not isinstance(item, GateCheck):
                 raise InvalidInput(
                     f"{item!r} is not a gate check: a check has check(context) and get_params(); "
-                    "subclass loopml.evaluation.gates.Check"
+                    "subclass loopml.evaluation.checks.Check"
                 )
         if not checks:
             raise InvalidInput("a gate needs at least one check")
@@ -168,7 +190,7 @@ class Gate:
         column = target or self.target or _stored_target(ws, candidate, table)
         sensitive = [s for c in self.checks if isinstance(s := getattr(c, "sensitive", None), str)]
         context = GateContext(ws, candidate, table, column, sensitive)
-        results = [c.check(context) for c in self.checks]
+        results = [_run(c, context) for c in self.checks]
         return GateResult(
             passed=all(r.passed for r in results),
             model=candidate.uri,
@@ -197,6 +219,18 @@ class Gate:
         return cls([_make_check(entry, i) for i, entry in enumerate(data["checks"])], target)
 
     @classmethod
+    def of(cls, gate: Gate | Mapping[str, Any] | Sequence[GateCheck] | str | Path) -> Gate:
+        """Return `gate` as a Gate: itself, a dict like get_params(), a list of checks, or the
+        path of a gate file."""
+        if isinstance(gate, Gate):
+            return gate
+        if isinstance(gate, Mapping):
+            return cls.from_dict(gate)
+        if isinstance(gate, str | Path):
+            return cls.load(gate)
+        return cls(gate)
+
+    @classmethod
     def load(cls, path: str | Path) -> Gate:
         """Return the gate written in the YAML (or JSON) file at `path`."""
         import yaml
@@ -217,6 +251,16 @@ class Gate:
         return f"Gate({self.checks!r}, target={self.target!r})"
 
 
+def _run(item: GateCheck, context: GateContext) -> CheckResult:
+    """Return a check's result; a custom check that crashes is an error that names it."""
+    try:
+        return item.check(context)
+    except LoopMLError:
+        raise
+    except Exception as exc:
+        raise InvalidInput(f"gate check {item!r} raised {type(exc).__name__}: {exc}") from exc
+
+
 def _check_entry(item: GateCheck) -> dict[str, Any]:
     """Return `{name: settings}`: a built-in's YAML name, else `module:Class`."""
     reference = f"{type(item).__module__}:{type(item).__qualname__}"
@@ -228,7 +272,7 @@ def _make_check(entry: object, index: int) -> GateCheck:
     if not isinstance(entry, Mapping) or len(entry) != 1:
         raise InvalidInput(
             f"check {index + 1} must be one 'name: {{settings}}' pair, like "
-            "'threshold: {metric: f1, min: 0.8}', not {entry!r}"
+            f"'threshold: {{metric: f1, min: 0.8}}', not {entry!r}"
         )
     ((name, settings),) = entry.items()
     settings = {} if settings is None else settings
@@ -246,13 +290,21 @@ def _make_check(entry: object, index: int) -> GateCheck:
             f"check {index + 1}: unknown check {name!r}; use {', '.join(BUILTIN)} or "
             "'module:Class' for a custom check"
         )
+    if not (
+        isinstance(kind, type)
+        and callable(getattr(kind, "check", None))
+        and callable(getattr(kind, "get_params", None))
+    ):
+        # Checked before anything is called: a gate file names classes, never functions.
+        raise InvalidInput(
+            f"check {index + 1}: {name} is not a check class (one with check(context) and "
+            "get_params(); subclass loopml.evaluation.checks.Check)"
+        )
     try:
         made = kind(**settings)
     except TypeError as exc:
         raise InvalidInput(f"check {index + 1} ({name}): {exc}") from None
-    if not isinstance(made, GateCheck):
-        raise InvalidInput(f"check {index + 1}: {name} has no check(context) and get_params()")
-    return made
+    return made  # type: ignore[no-any-return]
 
 
 def _stored_target(ws: Workspace, model: Model, table: Table) -> str:

@@ -30,6 +30,7 @@ LOWER_IS_BETTER = frozenset(
 )
 MAX_SLICE_VALUES = 20  # a column with more distinct values is cut into quantile bins
 SLICE_BINS = 4
+OTHER = "(other)"  # the slice of the values outside the most common ones
 RESIDUAL_POINTS = 2000  # residual plots show a sample; the metrics use every row
 CALIBRATION_BINS = 10
 
@@ -145,11 +146,19 @@ def headline(task: Task) -> str:
 
 
 def _slice_labels(column: pd.Series[Any]) -> pd.Series[Any]:
-    numeric = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
-    if numeric and column.nunique() > MAX_SLICE_VALUES:
+    """Return each row's slice: its value; a quartile for numbers and times with many values;
+    for other columns with many values, one of the most common or "(other)"."""
+    if column.nunique() <= MAX_SLICE_VALUES:
+        return column.astype(object).where(column.notna(), None)
+    ordered = (
+        pd.api.types.is_numeric_dtype(column) or pd.api.types.is_datetime64_any_dtype(column)
+    ) and not pd.api.types.is_bool_dtype(column)
+    if ordered:
         binned = pd.qcut(column, SLICE_BINS, duplicates="drop")
         return binned.astype("string").astype(object).where(binned.notna(), None)
-    return column.astype(object).where(column.notna(), None)
+    common = column.value_counts().index[: MAX_SLICE_VALUES - 1]
+    labels = column.astype(object).where(column.isin(common), OTHER)
+    return labels.where(column.notna(), None)
 
 
 def _calibration(positive: np.ndarray[Any, Any], proba: np.ndarray[Any, Any]) -> dict[str, Any]:

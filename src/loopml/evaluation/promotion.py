@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from loopml.core.workspace import workspace
 from loopml.errors import GateFailed, InvalidInput
+from loopml.evaluation.checks import GateCheck
 from loopml.evaluation.gates import Gate, GateResult
 from loopml.evaluation.scoring import DataLike
 from loopml.registry import models
@@ -18,7 +21,7 @@ def promote(
     version: int,
     alias: str = "champion",
     *,
-    gate: Gate | str | Path | None = None,
+    gate: Gate | Mapping[str, Any] | Sequence[GateCheck] | str | Path | None = None,
     data: DataLike | None = None,
     target: str | None = None,
     file: str | None = None,
@@ -41,6 +44,9 @@ def promote(
     if version is None:
         raise InvalidInput("promote needs the version to promote, like 3")
     record = models.get_version(ws, name, version)
+    # What the alias points at as the gate starts: the move below happens only if it still
+    # does, so a verdict against one champion never replaces a newer one.
+    before = models.get_model(ws, name).aliases.get(alias)
     result: GateResult | None = None
     if gate is None:
         if not force:
@@ -49,7 +55,7 @@ def promote(
                 "YAML file) and data= to check it on; or force=True with reason='why'"
             )
     else:
-        chosen = gate if isinstance(gate, Gate) else Gate.load(gate)
+        chosen = Gate.of(gate)
         if data is None:
             raise InvalidInput("promote with a gate needs data= (a dataset version) to check on")
         result = chosen.check(record.uri, data, target=target, file=file)
@@ -62,4 +68,6 @@ def promote(
     audit = result.to_dict() if result is not None else {}
     audit["forced"] = force
     why = reason.strip() or ("gate passed" if result is not None else "")
-    return models.set_alias(ws, name, alias, record.version, reason=why, gate_result=audit)
+    return models.set_alias(
+        ws, name, alias, record.version, reason=why, gate_result=audit, expected=before
+    )

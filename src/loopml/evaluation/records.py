@@ -53,6 +53,11 @@ class Evaluation:
         else:
             values = self.metrics
         value = values.get(name)
+        if name in values and value is None:
+            raise InvalidInput(
+                f"metric {name!r} of {self.model} is undefined on {self.dataset} (for example "
+                "ROC AUC where the rows hold one class); gate on another metric or other rows"
+            )
         if not isinstance(value, int | float):
             known = sorted(k for k, v in values.items() if isinstance(v, int | float))
             raise InvalidInput(
@@ -170,16 +175,16 @@ def _record(row: RowMapping) -> Evaluation:
     )
 
 
-def _json(value: Any) -> str:
-    return json.dumps(_finite(value), sort_keys=True, separators=(",", ":"))
-
-
-def _finite(value: Any) -> Any:
+def finite(value: Any) -> Any:
     """Return `value` with NaN and infinities as None: JSON has no spelling for them."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: finite(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
+        return [finite(v) for v in value]
     return value
+
+
+def _json(value: Any) -> str:
+    return json.dumps(finite(value), sort_keys=True, separators=(",", ":"))

@@ -10,7 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from loopml.core.store import now_ms
 from loopml.core.workspace import workspace
+from loopml.errors import LoopMLError
+from loopml.evaluation.checks import CheckResult
 from loopml.evaluation.gates import Gate, GateResult
 from loopml.evaluation.records import Evaluation, get
 
@@ -20,7 +23,7 @@ class ReleaseCheck:
     """The verdict of `loopml check`: data validation (when asked) and the gate's result."""
 
     gate: GateResult
-    evaluation: Evaluation
+    evaluation: Evaluation | None  # None when the gate could not score the model
     validation: dict[str, dict[str, Any]]  # table path -> ValidationReport.to_dict()
 
     @property
@@ -33,7 +36,7 @@ class ReleaseCheck:
         return {
             "passed": self.passed,
             "gate": self.gate.to_dict(),
-            "evaluation": self.evaluation.to_dict(),
+            "evaluation": self.evaluation.to_dict() if self.evaluation is not None else None,
             "validation": self.validation,
         }
 
@@ -52,10 +55,19 @@ def check_release(
     from loopml.data.compare import check
 
     ws = workspace()
-    chosen = gate if isinstance(gate, Gate) else Gate.load(gate)
+    chosen = Gate.of(gate)
     validation = {}
     if against is not None:
         tables = check(ws, data, against=against, skew_threshold=skew_threshold)
         validation = {t.path: t.report.to_dict() for t in tables}
-    result = chosen.check(model, data, target=target, file=file)
+    try:
+        result = chosen.check(model, data, target=target, file=file)
+    except LoopMLError as exc:
+        # The data report is what explains most such errors (a column gone): keep it, and
+        # fail the check with the error as its one failed check.
+        failed = CheckResult("error", "", None, "", False, str(exc))
+        result = GateResult(
+            False, model, data, target or "", "", [failed], chosen.get_params(), now_ms()
+        )
+        return ReleaseCheck(result, None, validation)
     return ReleaseCheck(result, get(ws, result.evaluation_id), validation)

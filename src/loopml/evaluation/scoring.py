@@ -7,10 +7,10 @@ version, so a gate finds the champion's score on the same rows instead of comput
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -23,13 +23,14 @@ from loopml.errors import InvalidInput, LoopMLError
 from loopml.evaluation import metrics
 from loopml.evaluation.fairness import fairness
 from loopml.evaluation.importance import permutation_importance, shap_importance
-from loopml.evaluation.records import Evaluation, add, find, new_id
+from loopml.evaluation.records import Evaluation, add, find, finite, new_id
 from loopml.registry import models
 from loopml.registry.package import LoadedModel, load
 from loopml.registry.signature import enforce
 from loopml.registry.uris import parse
 from loopml.tracking.current import current_user
 
+_T = TypeVar("_T")
 DataLike: TypeAlias = str | Path | DatasetVersion | pd.DataFrame
 
 
@@ -146,9 +147,10 @@ def score(
 ) -> Evaluation:
     """Score a loaded model on a table's rows; store and return the evaluation."""
     frame = table.frame
+    sensitive_features, slices = _names(sensitive_features), _names(slices)
     _check_columns(frame, table.label, [target], "target")
-    _check_columns(frame, table.label, list(sensitive_features), "sensitive feature")
-    _check_columns(frame, table.label, list(slices), "slice column")
+    _check_columns(frame, table.label, sensitive_features, "sensitive feature")
+    _check_columns(frame, table.label, slices, "slice")
     y_true = frame[target].to_numpy()
     if (missing := int(frame[target].isna().sum())) > 0:
         raise InvalidInput(
@@ -162,15 +164,20 @@ def score(
     details: dict[str, Any] = {}
     if kind == "classification":
         classes = _classes(loaded.native, y_true, y_pred)
+        _check_labels(model, table.label, frame[target], classes)
         proba = _probabilities(loaded, inputs, len(classes))
-        scores, details["plots"] = metrics.classification(y_true, y_pred, proba, classes)
+        scores, details["plots"] = _scored(
+            model, table.label, lambda: metrics.classification(y_true, y_pred, proba, classes)
+        )
 
         def score_rows(mask: np.ndarray[Any, Any]) -> dict[str, float]:
             part = proba[mask] if proba is not None else None
             return metrics.classification(y_true[mask], y_pred[mask], part, classes)[0]
     else:
         y_true = _numeric_target(frame[target], table.label)
-        scores, details["plots"] = metrics.regression(y_true, y_pred)
+        scores, details["plots"] = _scored(
+            model, table.label, lambda: metrics.regression(y_true, y_pred)
+        )
 
         def score_rows(mask: np.ndarray[Any, Any]) -> dict[str, float]:
             return metrics.regression(y_true[mask], y_pred[mask])[0]
@@ -210,8 +217,8 @@ def score(
         target=target,
         task=kind,
         rows=len(frame),
-        metrics=dict(scores),
-        details=details,
+        metrics=finite(dict(scores)),  # NaN (ROC AUC of one class) is stored as None
+        details=finite(details),
         model_name=model.name,
         model_version=model.version,
         dataset_version_id=table.version.id if table.version is not None else None,
@@ -232,10 +239,25 @@ def stored_or_new(
 ) -> Evaluation:
     """Return the latest stored evaluation of this package on these rows and target that has
     the fairness metrics asked for, or score it now."""
-    for found in find(ws, model.loaded.package.digest, table.digest, target):
+    found = stored(ws, model.loaded.package.digest, table, target, sensitive_features)
+    if found is not None:
+        return found
+    return score(ws, model, table, target, sensitive_features=sensitive_features, importance=False)
+
+
+def stored(
+    ws: Workspace,
+    package_digest: str,
+    table: Table,
+    target: str,
+    sensitive_features: Sequence[str] = (),
+) -> Evaluation | None:
+    """Return the latest stored evaluation of a package on these rows and target that has the
+    fairness metrics asked for, or None."""
+    for found in find(ws, package_digest, table.digest, target):
         if set(sensitive_features) <= set(found.details.get("fairness", {})):
             return found
-    return score(ws, model, table, target, sensitive_features=sensitive_features, importance=False)
+    return None
 
 
 def compare(
@@ -282,13 +304,47 @@ def _predict(model: Model, inputs: pd.DataFrame, label: str) -> Any:
         ) from exc
 
 
+def _names(columns: str | Sequence[str]) -> list[str]:
+    """Return column names given as one name or a list of them."""
+    return [columns] if isinstance(columns, str) else list(columns)
+
+
 def _check_columns(frame: pd.DataFrame, label: str, names: list[str], what: str) -> None:
     for name in names:
         if not isinstance(name, str):
-            raise InvalidInput(f"a {what} is a column name, not {name!r}")
+            raise InvalidInput(f"a {what} column is named by a string, not {name!r}")
         if name not in frame.columns:
             columns = ", ".join(map(str, frame.columns[:30]))
             raise InvalidInput(f"{label} has no {what} column {name!r}; its columns: {columns}")
+
+
+def _check_labels(model: Model, label: str, target: pd.Series[Any], classes: list[Any]) -> None:
+    """Refuse a target holding labels a classifier never predicts ("yes" against 0/1)."""
+    if not hasattr(model.loaded.native, "classes_"):
+        return
+    unknown = set(target.unique().tolist()) - {_plain(c) for c in classes}
+    if unknown:
+        shown = ", ".join(map(repr, sorted(unknown, key=str)[:5]))
+        raise InvalidInput(
+            f"target {target.name!r} of {label} holds {shown}, which {model.uri} never "
+            f"predicts (its classes: {', '.join(map(repr, classes[:10]))}); evaluate it on "
+            "the column it was trained to predict"
+        )
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _scored(model: Model, label: str, compute: Callable[[], _T]) -> _T:
+    """Return `compute()`; a target the metrics cannot read is an error naming the fix."""
+    try:
+        return compute()
+    except ValueError as exc:
+        raise InvalidInput(
+            f"cannot score {model.uri} on {label}: {exc}. Check that the target column holds "
+            "what the model predicts, and pass task='classification' or 'regression'"
+        ) from exc
 
 
 def _column(values: Any, what: str) -> np.ndarray[Any, Any]:
@@ -331,6 +387,10 @@ def _numeric_target(column: pd.Series[Any], label: str) -> np.ndarray[Any, Any]:
             f"target {column.name!r} of {label} is not numeric ({column.dtype}), so it cannot "
             "score a regression model; pass task='classification' if the model predicts labels"
         ) from None
+    if not np.isfinite(values).all():
+        raise InvalidInput(
+            f"target {column.name!r} of {label} holds infinite values; drop those rows"
+        )
     return values
 
 

@@ -6,6 +6,7 @@ import json
 import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import EllipsisType
 from typing import Any
 
 from sqlalchemy import Connection, RowMapping, delete, func, select, update
@@ -14,7 +15,7 @@ from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 from loopml.core.store import insert_for, now_ms
 from loopml.core.store import schema as db
 from loopml.core.workspace import Workspace
-from loopml.errors import InvalidInput, NotFound, StoreError
+from loopml.errors import InvalidInput, InvalidState, NotFound, StoreError
 from loopml.registry.uris import ModelRef, check_name, parse
 from loopml.tracking.current import check_key, current_user
 
@@ -243,8 +244,13 @@ def set_alias(
     *,
     reason: str = "",
     gate_result: Mapping[str, Any] | None = None,
+    expected: int | EllipsisType | None = ...,
 ) -> AliasEvent:
-    """Point `alias` at `version` of model `name`, and record the move in its history."""
+    """Point `alias` at `version` of model `name`, and record the move in its history.
+
+    With `expected` (a version, or None for an alias not set), the move happens only if the
+    alias still points there: a gate's verdict against one champion never replaces another.
+    """
     check_name(alias, "alias")
     if alias == "latest":
         raise InvalidInput("'latest' always means the newest version; choose another alias")
@@ -255,6 +261,13 @@ def set_alias(
         previous = conn.execute(
             select(_A.c.version).where(_A.c.model_id == model_id, _A.c.alias == alias)
         ).scalar()
+        if expected is not ... and previous != expected:
+            was = f"v{expected}" if expected is not None else "not set"
+            now_at = f"v{previous}" if previous is not None else "removed"
+            raise InvalidState(
+                f"{name}@{alias} moved while this was decided (it was {was}, it is {now_at} "
+                "now); nothing was changed: check again against the new version"
+            )
         now = now_ms()
         conn.execute(
             insert_for(conn, _A)

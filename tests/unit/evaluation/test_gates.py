@@ -88,7 +88,7 @@ def test_python_custom_check_records_its_class():
     ("make", "message"),
     [
         (lambda: Threshold("f1"), "needs min=, max= or both"),
-        (lambda: Threshold("f1", min="high"), "min must be a number"),
+        (lambda: Threshold("f1", min="high"), "min must be a finite number"),
         (lambda: Threshold("", min=1), "a metric is named"),
         (lambda: BeatsChampion("f1", relative="yes"), "relative must be true or false"),
         (lambda: Fairness("accuracy", max=0.1, sensitive="g"), "fairness metric 'accuracy'"),
@@ -129,3 +129,45 @@ def test_bad_gate_files_name_the_problem(tmp_path: Path, text: str, message: str
 def test_missing_gate_file(tmp_path: Path):
     with pytest.raises(NotFound, match="does not exist"):
         Gate.load(tmp_path / "nope.yaml")
+
+
+def test_a_gate_file_never_calls_what_is_not_a_check_class(tmp_path: Path):
+    marker = tmp_path / "called"
+    path = tmp_path / "gate.yaml"
+    path.write_text(f'checks:\n  - os:system: {{command: "touch {marker}"}}\n')
+    with pytest.raises(InvalidInput, match="is not a check class"):
+        Gate.load(path)
+    assert not marker.exists()
+
+
+def test_more_bad_settings():
+    with pytest.raises(InvalidInput, match=r"min 0.9 is above max 0.1"):
+        Threshold("f1", min=0.9, max=0.1)
+    with pytest.raises(InvalidInput, match="finite number"):
+        Threshold("f1", min=float("inf"))
+    with pytest.raises(InvalidInput, match="alias 'bad alias!'"):
+        BeatsChampion("f1", alias="bad alias!")
+    with pytest.raises(InvalidInput, match="'latest' is not an alias"):
+        BeatsChampion("f1", alias="latest")
+    with pytest.raises(InvalidInput, match="needs sensitive="):
+        BeatsChampion("demographic_parity_difference")
+    with pytest.raises(InvalidInput, match=r"not 42"):
+        Gate.from_dict({"checks": [42]})
+
+
+def test_a_check_that_hides_its_settings_is_told_how_to_keep_them():
+    class Hidden(Check):
+        def __init__(self, floor: float = 0.0) -> None:
+            self._floor = floor
+
+    with pytest.raises(InvalidInput, match=r"store each setting as self.<name>"):
+        Gate([Hidden()]).get_params()
+
+
+def test_a_gate_is_made_from_what_promote_accepts(tmp_path: Path):
+    path = tmp_path / "gate.yaml"
+    path.write_text(GATE_YAML)
+    from_file = Gate.of(path)
+    assert Gate.of(from_file) is from_file
+    assert Gate.of(from_file.get_params()).get_params() == from_file.get_params()
+    assert Gate.of([Threshold("f1", min=0.5)]).checks[0].get_params()["min"] == 0.5

@@ -149,3 +149,20 @@ def test_shap_explains_trees_and_linear_models_and_says_why_not_others():
         assert [f["feature"] for f in found["features"]] == ["signal", "noise"], model
     refused = shap_importance(KNeighborsRegressor().fit(frame, y), frame)
     assert refused is not None and refused["explainer"] is None and refused["reason"]
+
+
+def test_slices_of_many_text_values_keep_the_most_common_and_times_are_binned():
+    ids = pd.Series([f"user-{i % 500}" for i in range(3000)] + ["top"] * 100, name="uid")
+    rows = metrics.slices(ids, lambda mask: {})
+    assert len(rows) == metrics.MAX_SLICE_VALUES
+    assert rows[0]["slice"] == "top" or "top" in [r["slice"] for r in rows]
+    assert metrics.OTHER in [r["slice"] for r in rows]
+    assert sum(r["rows"] for r in rows) == len(ids)
+    times = pd.Series(pd.date_range("2026-01-01", periods=400, freq="h"), name="at")
+    assert len(metrics.slices(times, lambda mask: {})) == metrics.SLICE_BINS
+
+
+def test_fairness_refuses_a_feature_with_too_many_groups():
+    y = np.zeros(100, dtype=int)
+    with pytest.raises(InvalidInput, match=r"100 groups; .* bin it"):
+        fairness(y, y, pd.Series(np.arange(100.0), name="income"), positive=1)

@@ -166,6 +166,22 @@ def test_matching_data_comes_back_as_it_is() -> None:
     assert enforce(infer_signature(frame), frame) is frame
 
 
+def test_the_numeric_fast_path_still_casts_orders_and_refuses() -> None:
+    numbers = pd.DataFrame({"a": [1.0, 2.0], "b": [3, 4], "ok": [True, False]})
+    signature = infer_signature(numbers)
+    assert enforce(signature, numbers) is numbers  # nothing to do
+    assert enforce(signature, numbers) is numbers  # again, from the plan worked out once
+    reordered = enforce(signature, numbers[["ok", "b", "a"]])
+    assert list(reordered.columns) == ["a", "b", "ok"]
+    narrow = enforce(signature, numbers.astype({"a": "float32", "b": "int32"}))
+    assert [str(t) for t in narrow.dtypes] == ["float64", "int64", "bool"]
+    strict = Signature("dataframe", (ColumnSpec("a", "float64", nullable=False),))
+    with pytest.raises(InvalidInput, match="missing values"):
+        enforce(strict, pd.DataFrame({"a": [1.0, np.nan]}))
+    with pytest.raises(InvalidInput, match="columns the model does not take"):
+        enforce(signature, numbers.assign(extra=1))
+
+
 def test_columns_are_put_in_the_models_order_and_the_callers_frame_is_left_alone() -> None:
     frame = customers()
     shuffled = frame[["joined", "city", "age", "plan", "vip", "spend"]]
