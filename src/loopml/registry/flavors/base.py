@@ -43,6 +43,12 @@ def pinned(*distributions: str) -> list[str]:
     return pins
 
 
+def first_line(exc: BaseException) -> str:
+    """Return the first line of an error's message (its class name when it has none)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def class_path(obj: object) -> str:
     """Return `module.QualName` of the class of `obj`."""
     kind = type(obj)

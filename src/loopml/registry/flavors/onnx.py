@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from loopml.errors import InvalidInput
-from loopml.registry.flavors.base import pinned
+from loopml.registry.flavors.base import first_line, pinned
 from loopml.registry.signature import ColumnSpec, Signature, enforce
 
 MODEL_FILE = "model.onnx"
@@ -84,7 +84,7 @@ def session(source: Path | bytes) -> Any:
         return runtime.InferenceSession(model, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own classes, not exported by name
         raise InvalidInput(
-            f"onnxruntime {runtime.__version__} cannot load the ONNX model ({_first_line(exc)}); "
+            f"onnxruntime {runtime.__version__} cannot load the ONNX model ({first_line(exc)}); "
             "upgrade onnxruntime, or export the model with an opset it supports"
         ) from exc
 
@@ -171,7 +171,7 @@ def _convert(skl2onnx: Any, model: Any, signature: Signature) -> Any:
             failures.append(exc)  # the next way of declaring the inputs may convert
     raise InvalidInput(
         f"skl2onnx cannot convert this {kind.__module__}.{kind.__qualname__} to ONNX "
-        f"({_first_line(failures[0])}); log it without onnx=True"
+        f"({first_line(failures[0])}); log it without onnx=True"
     ) from failures[0]
 
 
@@ -344,7 +344,7 @@ def _check(proto: Any) -> None:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as exc:
         raise InvalidInput(
-            f"the ONNX model is not valid ({_first_line(exc)}); fix the graph, or check it with "
+            f"the ONNX model is not valid ({first_line(exc)}); fix the graph, or check it with "
             "onnx.checker.check_model before logging it"
         ) from exc
 
@@ -357,8 +357,3 @@ def _module(name: str, purpose: str) -> Any:
         raise InvalidInput(
             f"{purpose} needs {name}, which is not installed: pip install 'loopml[onnx]'"
         ) from None
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from loopml.errors import InvalidInput
-from loopml.registry.flavors.base import class_path, pinned, user_code_by_value
+from loopml.registry.flavors.base import class_path, first_line, pinned, user_code_by_value
 
 SCRIPT_FILE = "model.pt"
 MODULE_FILE = "module.pkl"
@@ -92,7 +92,7 @@ class TorchScriptFlavor(TorchFlavor):
         except Exception as exc:  # TorchScript's compiler raises many kinds of errors
             raise InvalidInput(
                 f"{class_path(model)} cannot be compiled to TorchScript "
-                f"({_first_line(exc)}); save it with flavor='torch' (state dict and class), "
+                f"({first_line(exc)}); save it with flavor='torch' (state dict and class), "
                 "or pass a traced module: torch.jit.trace(model, example)"
             ) from exc
         return {**_save_script(script, path), "class": class_path(model)}
@@ -225,8 +225,3 @@ def _quiet(call: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
             "ignore", message=r"`torch\.jit\.\w+` is deprecated", category=DeprecationWarning
         )
         return call(*args, **kwargs)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
