@@ -66,8 +66,8 @@ def classification(
     scores["recall"] = float(skm.recall_score(y_true, y_pred, **options))
     scores["f1"] = float(skm.f1_score(y_true, y_pred, **options))
     plots: dict[str, Any] = {
-        "classes": [_plain(c) for c in classes],
-        "positive_class": _plain(classes[-1]) if binary else None,
+        "classes": [plain(c) for c in classes],
+        "positive_class": plain(classes[-1]) if binary else None,
         "confusion_matrix": skm.confusion_matrix(y_true, y_pred, labels=classes).tolist(),
     }
     if proba is not None and len(np.unique(y_true)) > 1:
@@ -119,7 +119,7 @@ def slices(
     rows = []
     for label in sorted(groups.dropna().unique(), key=_sort_key):
         mask = (groups == label).to_numpy()
-        rows.append({"slice": _plain(label), "rows": int(mask.sum()), **score(mask)})
+        rows.append({"slice": plain(label), "rows": int(mask.sum()), **score(mask)})
     missing = groups.isna().to_numpy()
     if missing.any():
         rows.append({"slice": None, "rows": int(missing.sum()), **score(missing)})
@@ -143,6 +143,15 @@ def task_of(model: Any, target: pd.Series[Any], task: str | None) -> Task:
 def headline(task: Task) -> str:
     """Return the metric a task's importance and slice tables rank by."""
     return "accuracy" if task == "classification" else "r2"
+
+
+def headline_score(task: Task, truth: np.ndarray[Any, Any], pred: np.ndarray[Any, Any]) -> float:
+    """Return the headline metric of `task` (accuracy, or R2) of predictions."""
+    from sklearn.metrics import accuracy_score, r2_score
+
+    if task == "classification":
+        return float(accuracy_score(truth, pred))
+    return float(r2_score(np.asarray(truth, dtype=float), np.asarray(pred, dtype=float)))
 
 
 def _slice_labels(column: pd.Series[Any]) -> pd.Series[Any]:
@@ -172,7 +181,7 @@ def _rounded(values: np.ndarray[Any, Any]) -> list[float]:
     return [round(float(v), 6) for v in values]
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """Return `value` as a JSON scalar (NumPy scalars become Python ones)."""
     if isinstance(value, np.generic):
         return value.item()

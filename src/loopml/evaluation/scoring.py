@@ -195,14 +195,13 @@ def score(
             col: fairness(y_true, y_pred, frame[col], classes[-1]) for col in sensitive_features
         }
     if importance:
-        headline = metrics.headline(kind)
         details["importance"] = {
-            "metric": headline,
+            "metric": metrics.headline(kind),
             "features": permutation_importance(
                 lambda rows: _column(loaded.predict(rows), "predictions"),
                 inputs,
                 y_true,
-                lambda truth, pred: _headline_score(kind, headline, truth, pred),
+                lambda truth, pred: metrics.headline_score(kind, truth, pred),
             ),
         }
         explained = shap_importance(loaded.native, _checked(loaded, inputs))
@@ -322,7 +321,7 @@ def _check_labels(model: Model, label: str, target: pd.Series[Any], classes: lis
     """Refuse a target holding labels a classifier never predicts ("yes" against 0/1)."""
     if not hasattr(model.loaded.native, "classes_"):
         return
-    unknown = set(target.unique().tolist()) - {_plain(c) for c in classes}
+    unknown = set(target.unique().tolist()) - {metrics.plain(c) for c in classes}
     if unknown:
         shown = ", ".join(map(repr, sorted(unknown, key=str)[:5]))
         raise InvalidInput(
@@ -330,10 +329,6 @@ def _check_labels(model: Model, label: str, target: pd.Series[Any], classes: lis
             f"predicts (its classes: {', '.join(map(repr, classes[:10]))}); evaluate it on "
             "the column it was trained to predict"
         )
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def _scored(model: Model, label: str, compute: Callable[[], _T]) -> _T:
@@ -392,13 +387,3 @@ def _numeric_target(column: pd.Series[Any], label: str) -> np.ndarray[Any, Any]:
             f"target {column.name!r} of {label} holds infinite values; drop those rows"
         )
     return values
-
-
-def _headline_score(
-    kind: str, metric: str, truth: np.ndarray[Any, Any], pred: np.ndarray[Any, Any]
-) -> float:
-    from sklearn.metrics import accuracy_score, r2_score
-
-    if kind == "classification":
-        return float(accuracy_score(truth, pred))
-    return float(r2_score(np.asarray(truth, dtype=float), np.asarray(pred, dtype=float)))
