@@ -8,8 +8,8 @@ artifact), searches the runs and prints the table. Then it runs the split-train-
 pipeline of examples/pipelines/breast_cancer.py twice (the second time every step is cached)
 and sweeps its params, with a report of the trials. The sweep's best model is registered and
 promoted to champion past a validation gate, which then refuses a weaker model; the champion's
-evaluation (metrics, slices, fairness, importance) is an HTML report. Everything lands in
-./demo-output/.
+evaluation (metrics, slices, fairness, importance) is an HTML report, and the champion is served
+over HTTP for a moment and asked for predictions. Everything lands in ./demo-output/.
 """
 
 from __future__ import annotations
@@ -205,6 +205,41 @@ def register_best(flow: object, params: dict[str, object], worst: dict[str, obje
     console.print(table)
     champion = loopml.load_model("models:/breast-cancer@champion")
     console.print(f"Loaded back {champion!r}: predicts {champion.predict(features.head(3))}")
+    serve_champion(features.head(3))
+
+
+def serve_champion(rows: object) -> None:
+    """Serve the champion on a loopback port for a moment and ask it over HTTP."""
+    import socket
+    import threading
+
+    import httpx
+    import uvicorn
+
+    from loopml.serving.server import create_server
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_server("models:/breast-cancer@champion"), port=port, log_level="error"
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    while not server.started:
+        time.sleep(0.05)
+    body = {"dataframe_records": rows.to_dict("records")}  # type: ignore[attr-defined]
+    answer = httpx.post(f"{url}/invocations", json=body).json()
+    console.print(
+        f"Served breast-cancer@champion at {url}: POST /invocations -> {answer['predictions']} "
+        f"(model version {answer['model_version']}); `loopml serve breast-cancer@champion` "
+        "runs the same server"
+    )
+    server.should_exit = True
+    thread.join()
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from loopml.cli import data, evaluation, experiments, models, pipelines, runs
+from loopml.cli import data, evaluation, experiments, models, pipelines, runs, serving
 from loopml.errors import LoopMLError
 
 app = typer.Typer(
@@ -90,6 +90,7 @@ def gc(
 app.command("run")(pipelines.run)
 app.command("sweep")(pipelines.sweep)
 app.command("check")(evaluation.check)
+app.command("serve")(serving.serve)
 models.app.command("evaluate")(evaluation.evaluate)
 models.app.command("evaluations")(evaluation.evaluations)
 models.app.command("compare")(evaluation.compare)

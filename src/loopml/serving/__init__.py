@@ -1,0 +1,1 @@
+"""Serving: the inference server, its protocols and micro-batching."""

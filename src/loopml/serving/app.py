@@ -1,0 +1,286 @@
+"""The model server: one loaded model behind the Open Inference Protocol (KServe v2), MLflow's
+`/invocations` and Prometheus' `/metrics`, as one ASGI app.
+
+Every request is checked against the model's signature before it joins a batch, so a bad
+request is a 400 that names the field and never costs other callers anything; a model that
+raises gives that request a 500 with an error id (its traceback is logged under the id) and
+the server keeps serving. Each response names the version that answered it, in the body and in
+the `X-Model-Version` header.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+import loopml
+from loopml.errors import InvalidInput
+from loopml.registry.package import LoadedModel
+from loopml.registry.signature import enforce
+from loopml.serving import codecs
+from loopml.serving.batching import MicroBatcher
+from loopml.serving.metrics import CONTENT_TYPE, ServerMetrics
+
+log = logging.getLogger("loopml.serving")
+
+MAX_BODY_BYTES = 32 * 1024 * 1024
+# Routes a load balancer or Kubernetes probes without credentials.
+OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/ping", "/health"})
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """How a model server batches, limits and authenticates requests."""
+
+    max_batch_size: int = 1
+    max_wait_ms: float = 5.0
+    max_body_bytes: int = MAX_BODY_BYTES
+    token: str | None = None  # when set, every route but the health probes needs it
+
+
+class ModelServer:
+    """One loaded model and the ASGI app that serves it."""
+
+    def __init__(
+        self, model: LoadedModel, *, name: str, version: str, settings: ServerSettings
+    ) -> None:
+        if settings.max_body_bytes < 1:
+            raise InvalidInput(f"max_body_bytes must be at least 1, not {settings.max_body_bytes}")
+        self.model = model
+        self.name = name
+        self.version = version
+        self.settings = settings
+        self.metrics = ServerMetrics(name, version, model.package.flavor)
+        self.batcher = MicroBatcher(
+            model.predict,
+            max_batch_size=settings.max_batch_size,
+            max_wait_ms=settings.max_wait_ms,
+            on_batch=self.metrics.batch,
+        )
+        self.app = Starlette(
+            routes=self._routes(),
+            lifespan=self._lifespan,
+            exception_handlers={HTTPException: self._http_error},
+        )
+        self.app.add_middleware(_Guard, server=self)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
+
+    @asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        yield
+        await self.batcher.aclose()  # shutdown: answer every request already queued
+
+    def _routes(self) -> list[Route]:
+        model = "/v2/models/{name}"
+        versioned = "/v2/models/{name}/versions/{version}"
+        return [
+            Route("/v2/health/live", self._live),
+            Route("/v2/health/ready", self._ready),
+            Route("/v2", self._server_metadata),
+            Route(model, self._model_metadata),
+            Route(versioned, self._model_metadata),
+            Route(f"{model}/ready", self._model_ready),
+            Route(f"{versioned}/ready", self._model_ready),
+            Route(f"{model}/infer", self._infer, methods=["POST"]),
+            Route(f"{versioned}/infer", self._infer, methods=["POST"]),
+            Route("/invocations", self._invocations, methods=["POST"]),
+            Route("/ping", self._ping),
+            Route("/health", self._ping),
+            Route("/version", self._version),
+            Route("/metrics", self._metrics),
+        ]
+
+    # Probes and metadata
+
+    async def _live(self, request: Request) -> Response:
+        return self._json({"live": True})
+
+    async def _ready(self, request: Request) -> Response:
+        return self._json({"ready": True})
+
+    async def _ping(self, request: Request) -> Response:
+        return PlainTextResponse("\n", headers=self._headers(request))
+
+    async def _version(self, request: Request) -> Response:
+        return PlainTextResponse(loopml.__version__, headers=self._headers(request))
+
+    async def _server_metadata(self, request: Request) -> Response:
+        return self._json({"name": "loopml", "version": loopml.__version__, "extensions": []})
+
+    async def _model_metadata(self, request: Request) -> Response:
+        self._check_model(request)
+        signature = self.model.package.signature
+        flavor = self.model.package.flavor
+        return self._json(codecs.model_metadata(self.name, self.version, signature, flavor))
+
+    async def _model_ready(self, request: Request) -> Response:
+        self._check_model(request)
+        return self._json({"name": self.name, "ready": True})
+
+    async def _metrics(self, request: Request) -> Response:
+        return Response(self.metrics.exposition(), media_type=CONTENT_TYPE)
+
+    # Predictions
+
+    async def _infer(self, request: Request) -> Response:
+        self._check_model(request)
+
+        async def answer(body: bytes) -> dict[str, Any]:
+            parsed = codecs.decode_v2(_parse_json(body), self.model.package.signature)
+            predictions = await self._predict(parsed.data)
+            return codecs.encode_v2(
+                predictions,
+                model_name=self.name,
+                model_version=self.version,
+                request_id=parsed.id,
+                outputs=parsed.outputs,
+            )
+
+        return await self._serve(request, "v2", answer)
+
+    async def _invocations(self, request: Request) -> Response:
+        async def answer(body: bytes) -> dict[str, Any]:
+            content_type = request.headers.get("content-type")
+            data = codecs.decode_invocations(body, content_type, self.model.package.signature)
+            body_out = codecs.encode_invocations(await self._predict(data))
+            return {**body_out, "model_name": self.name, "model_version": self.version}
+
+        return await self._serve(request, "invocations", answer)
+
+    async def _predict(self, data: Any) -> Any:
+        signature = self.model.package.signature
+        checked = enforce(signature, data) if signature is not None else data
+        return await self.batcher.submit(checked)
+
+    async def _serve(
+        self,
+        request: Request,
+        protocol: str,
+        answer: Callable[[bytes], Awaitable[dict[str, Any]]],
+    ) -> Response:
+        started = time.perf_counter()
+        try:
+            body = await _read_body(request, self.settings.max_body_bytes)
+            response = self._json(await answer(body), request=request)
+        except HTTPException:
+            raise
+        except codecs.UnsupportedMediaType as exc:
+            response = self._error(request, protocol, 415, str(exc))
+        except InvalidInput as exc:
+            response = self._error(request, protocol, 400, str(exc))
+        except Exception:
+            error_id = uuid.uuid4().hex[:12]
+            log.exception("prediction failed (error id %s)", error_id)
+            response = self._error(
+                request,
+                protocol,
+                500,
+                f"the model failed on this request (error id {error_id}); the server log has "
+                "its traceback under that id",
+                error_id=error_id,
+            )
+        self.metrics.observe(protocol, response.status_code, time.perf_counter() - started)
+        return response
+
+    # Responses
+
+    def _check_model(self, request: Request) -> None:
+        name = request.path_params.get("name")
+        version = request.path_params.get("version")
+        if name != self.name or (version is not None and version != self.version):
+            asked = f"{name}" + (f" version {version}" if version is not None else "")
+            raise HTTPException(
+                404,
+                f"model {asked} is not served here; this server serves {self.name} "
+                f"version {self.version}",
+            )
+
+    def _headers(self, request: Request | None = None) -> dict[str, str]:
+        headers = {"X-Model-Version": f"{self.name}/{self.version}"}
+        if request is not None and (rid := request.headers.get("x-request-id")):
+            headers["X-Request-Id"] = rid[:200]
+        return headers
+
+    def _json(self, content: Any, *, status: int = 200, request: Request | None = None) -> Response:
+        return JSONResponse(content, status_code=status, headers=self._headers(request))
+
+    def _error(
+        self, request: Request, protocol: str, status: int, message: str, **extra: str
+    ) -> Response:
+        if protocol == "invocations":  # MLflow's scoring server error body
+            code = "BAD_REQUEST" if status < 500 else "INTERNAL_ERROR"
+            body: dict[str, Any] = {"error_code": code, "message": message, **extra}
+        else:
+            body = {"error": message, **extra}
+        return self._json(body, status=status, request=request)
+
+    async def _http_error(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return self._json({"error": exc.detail}, status=exc.status_code, request=request)
+
+
+class _Guard:
+    """Refuses requests without the server's token (when it has one), before any route."""
+
+    def __init__(self, app: Any, server: ModelServer) -> None:
+        self.app = app
+        self.token = server.settings.token
+        self.headers = server._headers()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or self.token is None or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        given = Request(scope).headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
+            refused = JSONResponse(
+                {"error": "this server needs a token: send the header Authorization: Bearer TOKEN"},
+                status_code=401,
+                headers={**self.headers, "WWW-Authenticate": "Bearer"},
+            )
+            await refused(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _parse_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidInput(f"the request body is not valid JSON ({exc})") from None
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """Return the request body, refusing (413) one over `limit` bytes before reading it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, _too_large(limit))
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, _too_large(limit))
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> str:
+    return (
+        f"the request body is over this server's limit of {limit:,} bytes; send fewer rows per "
+        "request, or start the server with a larger --max-body-mb"
+    )
