@@ -189,3 +189,27 @@ def test_binding_beyond_loopback_needs_a_token(workspace: Path) -> None:
         assert answer.status_code == 200 and json.loads(answer.text)["predictions"] == [3.0]
     finally:
         stop(process)
+
+
+def test_predictions_are_logged_and_feedback_attaches_labels(server: str, workspace: Path) -> None:
+    from loopml.serving.prediction_log import read_labelled, read_predictions
+
+    body = {"dataframe_records": [{"x": 4.0, "y": 0.0}, {"x": 5.0, "y": 0.0}]}
+    answer = httpx.post(f"{server}/invocations", json=body, headers={"x-request-id": "req-42"})
+    assert answer.headers["x-request-id"] == "req-42" and answer.json()["request_id"] == "req-42"
+    given = httpx.post(f"{server}/feedback", json={"request_id": "req-42", "label": 8.0})
+    assert given.json() == {"accepted": 1}
+    bad = httpx.post(f"{server}/feedback", json={"request": "req-42"})
+    assert bad.status_code == 400 and "request_id" in bad.json()["error"]
+    root = workspace / ".loopml" / "predictions"
+    deadline = time.monotonic() + 30
+    labelled = read_labelled(root, "doubler") if root.exists() else None
+    while (labelled is None or labelled.empty) and time.monotonic() < deadline:
+        time.sleep(0.3)  # the log writes in the background, about once a second
+        labelled = read_labelled(root, "doubler") if root.exists() else None
+    assert labelled is not None
+    rows = labelled[labelled["request_id"] == "req-42"]
+    assert rows["out"].tolist() == [8.0, 10.0] and rows["label"].tolist() == [8.0, 8.0]
+    assert rows["in.x"].tolist() == [4.0, 5.0] and set(rows["model_version"]) == {"1"}
+    logged = read_predictions(root, "doubler")
+    assert {400, 415, 500} <= set(logged["status"])  # refused and failed requests are kept too

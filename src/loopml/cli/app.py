@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from loopml.cli import data, evaluation, experiments, models, pipelines, runs, serving
+from loopml.cli import data, evaluation, experiments, models, pipelines, predict, runs, serving
 from loopml.errors import LoopMLError
 
 app = typer.Typer(
@@ -91,6 +91,7 @@ app.command("run")(pipelines.run)
 app.command("sweep")(pipelines.sweep)
 app.command("check")(evaluation.check)
 app.command("serve")(serving.serve)
+app.command("predict")(predict.predict)
 models.app.command("evaluate")(evaluation.evaluate)
 models.app.command("evaluations")(evaluation.evaluations)
 models.app.command("compare")(evaluation.compare)

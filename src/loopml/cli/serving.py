@@ -26,6 +26,12 @@ def serve(
     max_body_mb: Annotated[
         float, typer.Option("--max-body-mb", help="Largest request body accepted (413 above).")
     ] = 32.0,
+    log: Annotated[
+        bool, typer.Option("--log/--no-log", help="Log every prediction for monitoring.")
+    ] = True,
+    log_sample_rate: Annotated[
+        float, typer.Option("--log-sample-rate", help="Share of requests logged (0-1].")
+    ] = 1.0,
     auth_token: Annotated[
         str | None,
         typer.Option(
@@ -47,5 +53,7 @@ def serve(
         max_wait_ms=max_wait_ms,
         max_body_bytes=int(max_body_mb * 1024 * 1024),
         token=auth_token or None,
+        log_predictions=log,
+        log_sample_rate=log_sample_rate,
     )
     serve_(expand(model), host=host, port=port, workers=workers, settings=settings)

@@ -10,6 +10,7 @@ the `X-Model-Version` header.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -33,6 +34,7 @@ from loopml.registry.signature import enforce
 from loopml.serving import codecs
 from loopml.serving.batching import MicroBatcher
 from loopml.serving.metrics import CONTENT_TYPE, ServerMetrics
+from loopml.serving.prediction_log import PredictionLog
 
 log = logging.getLogger("loopml.serving")
 
@@ -49,13 +51,21 @@ class ServerSettings:
     max_wait_ms: float = 5.0
     max_body_bytes: int = MAX_BODY_BYTES
     token: str | None = None  # when set, every route but the health probes needs it
+    log_predictions: bool = True
+    log_sample_rate: float = 1.0
 
 
 class ModelServer:
     """One loaded model and the ASGI app that serves it."""
 
     def __init__(
-        self, model: LoadedModel, *, name: str, version: str, settings: ServerSettings
+        self,
+        model: LoadedModel,
+        *,
+        name: str,
+        version: str,
+        settings: ServerSettings,
+        log: PredictionLog | None = None,
     ) -> None:
         if settings.max_body_bytes < 1:
             raise InvalidInput(f"max_body_bytes must be at least 1, not {settings.max_body_bytes}")
@@ -63,6 +73,7 @@ class ModelServer:
         self.name = name
         self.version = version
         self.settings = settings
+        self.log = log
         self.metrics = ServerMetrics(name, version, model.package.flavor)
         self.batcher = MicroBatcher(
             model.predict,
@@ -84,6 +95,8 @@ class ModelServer:
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
         yield
         await self.batcher.aclose()  # shutdown: answer every request already queued
+        if self.log is not None:
+            await asyncio.to_thread(self.log.close)  # and write every prediction logged
 
     def _routes(self) -> list[Route]:
         model = "/v2/models/{name}"
@@ -99,6 +112,7 @@ class ModelServer:
             Route(f"{model}/infer", self._infer, methods=["POST"]),
             Route(f"{versioned}/infer", self._infer, methods=["POST"]),
             Route("/invocations", self._invocations, methods=["POST"]),
+            Route("/feedback", self._feedback, methods=["POST"]),
             Route("/ping", self._ping),
             Route("/health", self._ping),
             Route("/version", self._version),
@@ -140,43 +154,70 @@ class ModelServer:
     async def _infer(self, request: Request) -> Response:
         self._check_model(request)
 
-        async def answer(body: bytes) -> dict[str, Any]:
+        async def answer(body: bytes, exchange: _Exchange) -> dict[str, Any]:
             parsed = codecs.decode_v2(_parse_json(body), self.model.package.signature)
-            predictions = await self._predict(parsed.data)
-            return codecs.encode_v2(
+            predictions = await self._predict(parsed.data, exchange)
+            answered = codecs.encode_v2(
                 predictions,
                 model_name=self.name,
                 model_version=self.version,
                 request_id=parsed.id,
                 outputs=parsed.outputs,
             )
+            answered["parameters"] = {"request_id": exchange.request_id}
+            return answered
 
         return await self._serve(request, "v2", answer)
 
     async def _invocations(self, request: Request) -> Response:
-        async def answer(body: bytes) -> dict[str, Any]:
+        async def answer(body: bytes, exchange: _Exchange) -> dict[str, Any]:
             content_type = request.headers.get("content-type")
             data = codecs.decode_invocations(body, content_type, self.model.package.signature)
-            body_out = codecs.encode_invocations(await self._predict(data))
-            return {**body_out, "model_name": self.name, "model_version": self.version}
+            body_out = codecs.encode_invocations(await self._predict(data, exchange))
+            return {
+                **body_out,
+                "model_name": self.name,
+                "model_version": self.version,
+                "request_id": exchange.request_id,
+            }
 
         return await self._serve(request, "invocations", answer)
 
-    async def _predict(self, data: Any) -> Any:
+    async def _predict(self, data: Any, exchange: _Exchange) -> Any:
         signature = self.model.package.signature
-        checked = enforce(signature, data) if signature is not None else data
-        return await self.batcher.submit(checked)
+        exchange.inputs = enforce(signature, data) if signature is not None else data
+        exchange.outputs = await self.batcher.submit(exchange.inputs)
+        return exchange.outputs
+
+    async def _feedback(self, request: Request) -> Response:
+        """Attach ground truth to logged predictions: `{"request_id": ..., "label": ...}`, or
+        `{"feedback": [that, ...]}`."""
+        if self.log is None:
+            raise HTTPException(
+                409,
+                "this server keeps no prediction log (it was started with --no-log), so "
+                "feedback has nothing to attach to",
+            )
+        try:
+            body = _parse_json(await _read_body(request, self.settings.max_body_bytes))
+            items = _feedback_items(body)
+            for item in items:
+                self.log.record_feedback(item["request_id"], item["label"])
+        except InvalidInput as exc:
+            return self._json({"error": str(exc)}, status=400, request=request)
+        return self._json({"accepted": len(items)}, request=request)
 
     async def _serve(
         self,
         request: Request,
         protocol: str,
-        answer: Callable[[bytes], Awaitable[dict[str, Any]]],
+        answer: Callable[[bytes, _Exchange], Awaitable[dict[str, Any]]],
     ) -> Response:
         started = time.perf_counter()
+        exchange = _Exchange(_request_id(request))
         try:
             body = await _read_body(request, self.settings.max_body_bytes)
-            response = self._json(await answer(body), request=request)
+            response = self._json(await answer(body, exchange), request=request)
         except HTTPException:
             raise
         except codecs.UnsupportedMediaType as exc:
@@ -194,7 +235,18 @@ class ModelServer:
                 "its traceback under that id",
                 error_id=error_id,
             )
-        self.metrics.observe(protocol, response.status_code, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        self.metrics.observe(protocol, response.status_code, seconds)
+        response.headers["X-Request-Id"] = exchange.request_id
+        if self.log is not None:
+            self.log.record(
+                request_id=exchange.request_id,
+                inputs=exchange.inputs,
+                outputs=exchange.outputs if response.status_code == 200 else None,
+                model_version=self.version,
+                latency_ms=seconds * 1000,
+                status=response.status_code,
+            )
         return response
 
     # Responses
@@ -211,10 +263,7 @@ class ModelServer:
             )
 
     def _headers(self, request: Request | None = None) -> dict[str, str]:
-        headers = {"X-Model-Version": f"{self.name}/{self.version}"}
-        if request is not None and (rid := request.headers.get("x-request-id")):
-            headers["X-Request-Id"] = rid[:200]
-        return headers
+        return {"X-Model-Version": f"{self.name}/{self.version}"}
 
     def _json(self, content: Any, *, status: int = 200, request: Request | None = None) -> Response:
         return JSONResponse(content, status_code=status, headers=self._headers(request))
@@ -232,6 +281,38 @@ class ModelServer:
     async def _http_error(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         return self._json({"error": exc.detail}, status=exc.status_code, request=request)
+
+
+@dataclass
+class _Exchange:
+    """One prediction request as it is answered: what the log keeps of it."""
+
+    request_id: str
+    inputs: Any = None
+    outputs: Any = None
+
+
+def _request_id(request: Request) -> str:
+    """Return the caller's X-Request-Id (if it is a sane one), else a new id."""
+    given = request.headers.get("x-request-id", "")
+    if 0 < len(given) <= 200 and given.isprintable():
+        return given
+    return uuid.uuid4().hex
+
+
+def _feedback_items(body: Any) -> list[dict[str, Any]]:
+    items = body.get("feedback") if isinstance(body, dict) and "feedback" in body else [body]
+    if not isinstance(items, list) or not items:
+        raise InvalidInput('feedback is {"request_id": ..., "label": ...} or {"feedback": [...]}')
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or set(item) != {"request_id", "label"}:
+            shown = repr(item)[:200]
+            raise InvalidInput(
+                f'feedback item {i} must be {{"request_id": ..., "label": ...}}, not {shown}'
+            )
+        if not isinstance(item["request_id"], str) or not item["request_id"]:
+            raise InvalidInput(f"feedback item {i}: request_id must be a non-empty string")
+    return items
 
 
 class _Guard:

@@ -12,12 +12,15 @@ import os
 from dataclasses import asdict
 from typing import Any
 
+from loopml.core.workspace import workspace
 from loopml.errors import InvalidInput
 from loopml.serving.app import ModelServer, ServerSettings
+from loopml.serving.prediction_log import PredictionLog
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 TOKEN_ENV = "LOOPML_SERVE_TOKEN"  # noqa: S105 - the name of the variable, not a token
+PREDICTIONS_DIR = "predictions"  # under .loopml/: deployment=NAME/date=YYYY-MM-DD/*.parquet
 _CONFIG_ENV = "LOOPML_SERVE_CONFIG"  # how `serve` tells each uvicorn worker what to load
 
 
@@ -33,7 +36,12 @@ def create_server(uri: str, settings: ServerSettings | None = None) -> ModelServ
         # The exact version first: an alias that moves meanwhile cannot mislabel the model.
         record = api.get_model_version(uri)
         loaded, name, version = api.load_model(record.uri), record.name, str(record.version)
-    return ModelServer(loaded, name=name, version=version, settings=settings or ServerSettings())
+    chosen = settings or ServerSettings()
+    log = None
+    if chosen.log_predictions:
+        root = workspace().settings.dir / PREDICTIONS_DIR
+        log = PredictionLog(root, name, sample_rate=chosen.log_sample_rate)
+    return ModelServer(loaded, name=name, version=version, settings=chosen, log=log)
 
 
 def check_bind(host: str, token: str | None) -> None:
