@@ -28,7 +28,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 import loopml
-from loopml.errors import InvalidInput
+from loopml.errors import InvalidInput, LoopMLError
 from loopml.registry.package import LoadedModel
 from loopml.registry.signature import enforce
 from loopml.serving import codecs
@@ -239,14 +239,17 @@ class ModelServer:
         self.metrics.observe(protocol, response.status_code, seconds)
         response.headers["X-Request-Id"] = exchange.request_id
         if self.log is not None:
-            self.log.record(
-                request_id=exchange.request_id,
-                inputs=exchange.inputs,
-                outputs=exchange.outputs if response.status_code == 200 else None,
-                model_version=self.version,
-                latency_ms=seconds * 1000,
-                status=response.status_code,
-            )
+            try:
+                self.log.record(
+                    request_id=exchange.request_id,
+                    inputs=exchange.inputs,
+                    outputs=exchange.outputs if response.status_code == 200 else None,
+                    model_version=self.version,
+                    latency_ms=seconds * 1000,
+                    status=response.status_code,
+                )
+            except LoopMLError as exc:  # the answer stands; only its log row is lost
+                log.warning("prediction %s not logged: %s", exchange.request_id, exc)
         return response
 
     # Responses
