@@ -211,15 +211,20 @@ def _staged(output: Path, overwrite: bool) -> Iterator[Path]:
     staging = Path(name)
     try:
         yield staging
+        with staging.open("rb+") as written:  # on disk before it takes the output's name
+            os.fsync(written.fileno())
         if overwrite:
             staging.replace(output)
         else:
+            taken = f"{output} was created while predicting; pass --overwrite to replace it"
             try:  # a link fails if `output` appeared meanwhile, where a rename would replace it
                 os.link(staging, output)
             except FileExistsError:
-                raise AlreadyExists(
-                    f"{output} was created while predicting; pass --overwrite to replace it"
-                ) from None
+                raise AlreadyExists(taken) from None
+            except OSError:  # a file system without hard links: check, then rename
+                if output.exists():
+                    raise AlreadyExists(taken) from None
+                staging.replace(output)
     finally:
         staging.unlink(missing_ok=True)
 
