@@ -1,4 +1,4 @@
-"""The Rich progress bar of long file work: files and bytes, shown only when there is a lot."""
+"""Rich progress bars of long work: files and bytes, or a count of items (rows)."""
 
 from __future__ import annotations
 
@@ -52,3 +52,29 @@ def file_progress(label: str, files: int, total_bytes: int) -> Iterator[Advance]
                 progress.update(task, advance=n_bytes, files=f"{done}/{files}")
 
         yield advance
+
+
+@contextmanager
+def count_progress(label: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    """Yield `advance(n)`, drawing a bar of items done (of `total`, when known) on stderr."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as shown:
+        task = shown.add_task(label, total=total)
+        yield lambda n: shown.update(task, advance=n)

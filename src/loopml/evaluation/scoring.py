@@ -269,12 +269,20 @@ def compare(
     ws = workspace()
     chosen = [load_model(ws, uri) for uri in uris]
     table = read_table(ws, data, file=file)
-    if target is None:
-        stored = {e.target for m in chosen for e in find(ws, m.loaded.package.digest, table.digest)}
-        if len(stored) != 1:
-            raise InvalidInput(f"which column of {table.label} is the target? pass target=")
-        target = stored.pop()
+    target = target or stored_target(ws, chosen, table)
     return [stored_or_new(ws, m, table, target) for m in chosen]
+
+
+def stored_target(ws: Workspace, chosen: Sequence[Model], table: Table) -> str:
+    """Return the one target the stored evaluations of these models on these rows used."""
+    targets = {e.target for m in chosen for e in find(ws, m.loaded.package.digest, table.digest)}
+    if len(targets) == 1:
+        return targets.pop()
+    found = "no stored evaluation" if not targets else "evaluations of several targets"
+    raise InvalidInput(
+        f"which column of {table.label} is the target? pass target= (or set it in the gate); "
+        f"the stored evaluations there are {found}"
+    )
 
 
 def features(loaded: LoadedModel, frame: pd.DataFrame, target: str) -> pd.DataFrame:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from loopml.core.progress import count_progress
 from loopml.errors import AlreadyExists, InvalidInput, NotFound
 
 FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}
@@ -83,7 +84,7 @@ def predict_file(
         wanted = [name for name in columns if name in needed]
     chunks = _read(input, source, chunk_rows, wanted)
     bar: AbstractContextManager[Advance] = (
-        _progress_bar(total) if progress else nullcontext(lambda _rows: None)
+        count_progress("predicting rows", total) if progress else nullcontext(lambda _rows: None)
     )
     rows = count = 0
     with (
@@ -269,32 +270,6 @@ def _writer(path: Path, target: str) -> Iterator[Callable[[Any], None]]:
             writer.close()
     if not writers:  # an input with no rows: an empty file with no columns
         pq.write_table(pa.table({}), path)
-
-
-@contextmanager
-def _progress_bar(total: int | None) -> Iterator[Advance]:
-    """Yield `advance(rows)`, drawing a Rich bar of rows predicted on stderr."""
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    with Progress(
-        TextColumn("predicting rows"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-    ) as shown:
-        task = shown.add_task("predict", total=total)
-        yield lambda rows: shown.update(task, advance=rows)
 
 
 def _on_ray(
