@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
+
+import httpx
 
 T = TypeVar("T")
 LOOPML = Path(sys.executable).parent / "loopml"
@@ -78,3 +84,60 @@ def python(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
     assert done.returncode == 0, done.stderr
     return done
+
+
+def free_port() -> int:
+    """Return a loopback port nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(
+    root: Path, *args: str, port: int | None = None
+) -> tuple[subprocess.Popen[str], str]:
+    """Start `loopml ARGS --port PORT` (a server) in `root`; return the process and its base
+    URL once it answers its readiness probe."""
+    port = port or free_port()
+    # A file, not a pipe: a server that logs more than a pipe holds would block on writing.
+    output = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed by stop()
+    process = subprocess.Popen(
+        [str(LOOPML), *args, "--port", str(port)],
+        cwd=root,
+        env=environment(),
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    _outputs[process.pid] = output
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"loopml {args[0]} exited {process.returncode}:\n{_read(process)}")
+        try:
+            if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
+                return process, url
+        except httpx.TransportError:
+            time.sleep(0.2)
+    process.kill()
+    process.wait()
+    raise AssertionError(f"loopml {args[0]} was not ready in 120 s:\n{_read(process)}")
+
+
+def stop(process: subprocess.Popen[str]) -> tuple[int, str]:
+    """Stop a server as an orchestrator does (SIGTERM); return its exit status and output."""
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=60)
+    return process.returncode, _read(process)
+
+
+def _read(process: subprocess.Popen[str]) -> str:
+    """Return what a server started by `start_server` printed (once it has exited)."""
+    output = _outputs.pop(process.pid)
+    with output:
+        output.seek(0)
+        return output.read()
+
+
+_outputs: dict[int, IO[str]] = {}

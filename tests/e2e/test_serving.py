@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +13,13 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.cli import LOOPML, environment, loopml, one_error_line, python
+from tests.e2e.cli import (
+    loopml,
+    one_error_line,
+    python,
+    start_server,
+    stop,
+)
 
 SETUP = """
     import numpy as np
@@ -38,45 +42,6 @@ SETUP = """
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start(root: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
-    """Start `loopml serve` in `root`; return the process and its base URL once it is ready."""
-    port = free_port()
-    process = subprocess.Popen(
-        [str(LOOPML), "serve", "doubler@champion", "--port", str(port), *args],
-        cwd=root,
-        env=environment(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            output = process.communicate()[0]
-            raise AssertionError(f"loopml serve exited {process.returncode}:\n{output}")
-        try:
-            if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
-                return process, url
-        except httpx.TransportError:
-            time.sleep(0.2)
-    process.kill()
-    raise AssertionError(f"loopml serve was not ready in 120 s:\n{process.communicate()[0]}")
-
-
-def stop(process: subprocess.Popen[str]) -> tuple[int, str]:
-    """Stop a server as an orchestrator does (SIGTERM); return its exit status and output."""
-    process.send_signal(signal.SIGTERM)
-    output = process.communicate(timeout=60)[0]
-    return process.returncode, output
-
-
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("serving")
@@ -87,7 +52,9 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(workspace: Path) -> Iterator[str]:
-    process, url = start(workspace, "--max-batch-size", "16", "--max-wait-ms", "20")
+    process, url = start_server(
+        workspace, "serve", "doubler@champion", "--max-batch-size", "16", "--max-wait-ms", "20"
+    )
     yield url
     status, output = stop(process)
     # uvicorn ends by re-raising the SIGTERM it handled; what matters is that it drained.
@@ -177,7 +144,7 @@ def test_concurrent_requests_are_batched_and_each_gets_its_own_rows(server: str)
 def test_binding_beyond_loopback_needs_a_token(workspace: Path) -> None:
     refused = loopml("serve", "doubler@champion", "--host", "0.0.0.0", cwd=workspace, expect=1)
     assert "without authentication" in one_error_line(refused)
-    process, url = start(workspace, "--auth-token", "s3cret")
+    process, url = start_server(workspace, "serve", "doubler@champion", "--auth-token", "s3cret")
     try:
         assert httpx.get(f"{url}/v2/health/ready").status_code == 200  # probes stay open
         body = {"dataframe_records": [{"x": 1.0, "y": 1.0}]}

@@ -10,7 +10,17 @@ from typing import Annotated
 
 import typer
 
-from loopml.cli import data, evaluation, experiments, models, pipelines, predict, runs, serving
+from loopml.cli import (
+    data,
+    deploy,
+    evaluation,
+    experiments,
+    models,
+    pipelines,
+    predict,
+    runs,
+    serving,
+)
 from loopml.errors import LoopMLError
 
 app = typer.Typer(
@@ -27,6 +37,7 @@ app.add_typer(runs.app, name="runs")
 app.add_typer(data.app, name="data")
 app.add_typer(pipelines.app, name="pipelines")
 app.add_typer(models.app, name="models")
+app.add_typer(deploy.app, name="deploy")
 
 _debug: ContextVar[bool] = ContextVar("loopml_cli_debug", default=False)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 import time
 import uuid
@@ -55,8 +54,17 @@ class ServerSettings:
     log_sample_rate: float = 1.0
 
 
+# Called after each prediction request: (server, request id, status, seconds, outputs).
+OnAnswer = Callable[["ModelServer", str, int, float, Any], None]
+
+
 class ModelServer:
-    """One loaded model and the ASGI app that serves it."""
+    """One loaded model and the ASGI app that serves it.
+
+    Alone it is the whole server; in a deployment several share one metrics registry and one
+    prediction log, answer to the deployment's name too (`names`), and report each answer
+    through `on_answer`.
+    """
 
     def __init__(
         self,
@@ -66,27 +74,33 @@ class ModelServer:
         version: str,
         settings: ServerSettings,
         log: PredictionLog | None = None,
+        metrics: ServerMetrics | None = None,
+        names: tuple[str, ...] = (),
+        on_answer: OnAnswer | None = None,
     ) -> None:
         if settings.max_body_bytes < 1:
             raise InvalidInput(f"max_body_bytes must be at least 1, not {settings.max_body_bytes}")
         self.model = model
         self.name = name
         self.version = version
+        self.names = frozenset((name, *names))
         self.settings = settings
         self.log = log
-        self.metrics = ServerMetrics(name, version, model.package.flavor)
+        self.metrics = metrics or ServerMetrics()
+        self.model_metrics = self.metrics.of_model(name, version, model.package.flavor)
+        self.on_answer = on_answer
         self.batcher = MicroBatcher(
             model.predict,
             max_batch_size=settings.max_batch_size,
             max_wait_ms=settings.max_wait_ms,
-            on_batch=self.metrics.batch,
+            on_batch=self.model_metrics.batch,
         )
         self.app = Starlette(
             routes=self._routes(),
             lifespan=self._lifespan,
             exception_handlers={HTTPException: self._http_error},
         )
-        self.app.add_middleware(_Guard, server=self)
+        self.app.add_middleware(Guard, token=settings.token, headers=self._headers())
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await self.app(scope, receive, send)
@@ -94,9 +108,13 @@ class ModelServer:
     @asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
         yield
-        await self.batcher.aclose()  # shutdown: answer every request already queued
+        await self.aclose()  # shutdown: answer every request already queued
         if self.log is not None:
             await asyncio.to_thread(self.log.close)  # and write every prediction logged
+
+    async def aclose(self) -> None:
+        """Answer every request already queued, then take no more."""
+        await self.batcher.aclose()
 
     def _routes(self) -> list[Route]:
         model = "/v2/models/{name}"
@@ -155,7 +173,7 @@ class ModelServer:
         self._check_model(request)
 
         async def answer(body: bytes, exchange: _Exchange) -> dict[str, Any]:
-            parsed = codecs.decode_v2(_parse_json(body), self.model.package.signature)
+            parsed = codecs.decode_v2(codecs.parse_json(body), self.model.package.signature)
             predictions = await self._predict(parsed.data, exchange)
             answered = codecs.encode_v2(
                 predictions,
@@ -199,8 +217,8 @@ class ModelServer:
                 "feedback has nothing to attach to",
             )
         try:
-            body = _parse_json(await _read_body(request, self.settings.max_body_bytes))
-            items = _feedback_items(body)
+            body = codecs.parse_json(await read_limited(request, self.settings.max_body_bytes))
+            items = feedback_items(body)
             for item in items:
                 self.log.record_feedback(item["request_id"], item["label"])
         except InvalidInput as exc:
@@ -216,7 +234,7 @@ class ModelServer:
         started = time.perf_counter()
         exchange = _Exchange(_request_id(request))
         try:
-            body = await _read_body(request, self.settings.max_body_bytes)
+            body = await read_limited(request, self.settings.max_body_bytes)
             response = self._json(await answer(body, exchange), request=request)
         except HTTPException:
             raise
@@ -236,7 +254,7 @@ class ModelServer:
                 error_id=error_id,
             )
         seconds = time.perf_counter() - started
-        self.metrics.observe(protocol, response.status_code, seconds)
+        self.model_metrics.observe(protocol, response.status_code, seconds)
         response.headers["X-Request-Id"] = exchange.request_id
         if self.log is not None:
             try:
@@ -250,6 +268,9 @@ class ModelServer:
                 )
             except LoopMLError as exc:  # the answer stands; only its log row is lost
                 log.warning("prediction %s not logged: %s", exchange.request_id, exc)
+        if self.on_answer is not None:
+            outputs = exchange.outputs if response.status_code == 200 else None
+            self.on_answer(self, exchange.request_id, response.status_code, seconds, outputs)
         return response
 
     # Responses
@@ -257,7 +278,7 @@ class ModelServer:
     def _check_model(self, request: Request) -> None:
         name = request.path_params.get("name")
         version = request.path_params.get("version")
-        if name != self.name or (version is not None and version != self.version):
+        if name not in self.names or (version is not None and version != self.version):
             asked = f"{name}" + (f" version {version}" if version is not None else "")
             raise HTTPException(
                 404,
@@ -303,7 +324,7 @@ def _request_id(request: Request) -> str:
     return uuid.uuid4().hex
 
 
-def _feedback_items(body: Any) -> list[dict[str, Any]]:
+def feedback_items(body: Any) -> list[dict[str, Any]]:
     items = body.get("feedback") if isinstance(body, dict) and "feedback" in body else [body]
     if not isinstance(items, list) or not items:
         raise InvalidInput('feedback is {"request_id": ..., "label": ...} or {"feedback": [...]}')
@@ -318,13 +339,13 @@ def _feedback_items(body: Any) -> list[dict[str, Any]]:
     return items
 
 
-class _Guard:
+class Guard:
     """Refuses requests without the server's token (when it has one), before any route."""
 
-    def __init__(self, app: Any, server: ModelServer) -> None:
+    def __init__(self, app: Any, token: str | None, headers: dict[str, str]) -> None:
         self.app = app
-        self.token = server.settings.token
-        self.headers = server._headers()
+        self.token = token
+        self.headers = headers
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or self.token is None or scope["path"] in OPEN_PATHS:
@@ -342,14 +363,7 @@ class _Guard:
         await self.app(scope, receive, send)
 
 
-def _parse_json(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidInput(f"the request body is not valid JSON ({exc})") from None
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
+async def read_limited(request: Request, limit: int) -> bytes:
     """Return the request body, refusing (413) one over `limit` bytes before reading it all."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:

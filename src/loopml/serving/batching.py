@@ -30,6 +30,7 @@ class _Request:
     key: Hashable
     arrived: float
     future: asyncio.Future[Any]
+    after_quiet: bool = False  # no other request arrived in the max_wait_ms before this one
 
 
 class MicroBatcher:
@@ -61,6 +62,7 @@ class MicroBatcher:
         self._predict = predict
         self._on_batch = on_batch
         self._waiting: list[_Request] = []
+        self._last_arrival = -math.inf
         self._wakeup = asyncio.Event()
         self._closed = False
         self._worker: asyncio.Task[None] | None = None
@@ -80,7 +82,10 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         if self._worker is None:
             self._worker = loop.create_task(self._run(), name="loopml-micro-batcher")
-        request = _Request(data, rows, key, loop.time(), loop.create_future())
+        now = loop.time()
+        quiet = now - self._last_arrival > self.max_wait_ms / 1000
+        self._last_arrival = now
+        request = _Request(data, rows, key, now, loop.create_future(), after_quiet=quiet)
         self._waiting.append(request)
         self._wakeup.set()
         return await request.future
@@ -126,14 +131,19 @@ class MicroBatcher:
                 _settle(request, error=InvalidState("the micro-batcher stopped before answering"))
 
     async def _gather(self) -> list[_Request]:
-        """Wait until the oldest request's batch is full or its wait is over; take that batch."""
+        """Wait until the oldest request's batch is full or its wait is over; take that batch.
+
+        A request that came after a quiet spell (nothing else for max_wait_ms) goes at once,
+        with whatever arrived beside it: a lone caller never waits for a batch that is not
+        coming, and under load the requests that arrive during a predict fill the next batch.
+        """
         loop = asyncio.get_running_loop()
         head = self._waiting[0]
         deadline = head.arrived + self.max_wait_ms / 1000
         while True:
             batch, full = self._select(head)
             remaining = deadline - loop.time()
-            if full or self._closed or remaining <= 0:
+            if full or self._closed or remaining <= 0 or head.after_quiet:
                 break
             self._wakeup.clear()
             with contextlib.suppress(TimeoutError):
@@ -214,7 +224,7 @@ def _describe(data: Any) -> tuple[int, Hashable]:
     if isinstance(data, pd.DataFrame):
         rows = len(data)
         # Same columns and dtypes, so concatenation never renames, reorders or upcasts anything.
-        key: Hashable = ("dataframe", tuple(data.columns), tuple(str(d) for d in data.dtypes))
+        key: Hashable = ("dataframe", tuple(data.columns), tuple(data.dtypes))
     elif isinstance(data, np.ndarray) and data.ndim >= 1:
         rows = data.shape[0]
         key = ("ndarray", data.shape[1:], data.dtype.kind)

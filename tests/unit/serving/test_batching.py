@@ -272,3 +272,15 @@ def test_a_caller_that_gives_up_does_not_disturb_the_others() -> None:
     assert isinstance(results[2], asyncio.CancelledError)
     assert [results[i].tolist() for i in (0, 1, 3, 4)] == [[[i, 2.0 * i]] for i in (0, 1, 3, 4)]
     assert model.batch_sizes == [4]
+
+
+def test_a_lone_request_does_not_wait_for_a_batch_that_is_not_coming() -> None:
+    async def main() -> list[int]:
+        async with MicroBatcher(
+            lambda frame: frame["x"].to_numpy(), max_batch_size=32, max_wait_ms=60_000
+        ) as batcher:
+            frame = pd.DataFrame({"x": [7]})
+            # Far less than the 60 s wait: after a quiet spell a request goes at once.
+            return list(await asyncio.wait_for(batcher.submit(frame), timeout=20))
+
+    assert asyncio.run(main()) == [7]

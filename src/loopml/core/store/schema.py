@@ -352,6 +352,41 @@ class Evaluation(Base):
     )
 
 
+class Deployment(Base):
+    """A named endpoint and where its traffic goes now; `revision` counts routing changes."""
+
+    __tablename__ = "deployments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    routing: Mapped[str] = mapped_column(Text)  # JSON of deploy.routing.Routing
+    revision: Mapped[int] = mapped_column(Integer)  # compare-and-set on every routing change
+    host: Mapped[str] = mapped_column(String(250))
+    port: Mapped[int] = mapped_column(Integer)
+    alias: Mapped[str | None] = mapped_column(String(200))  # moved to the version promoted
+    user: Mapped[str] = mapped_column(String(250), default="")
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class DeploymentEvent(Base):
+    """One entry of a deployment's history: a routing change, or an analysis and its numbers."""
+
+    __tablename__ = "deployment_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"))
+    revision: Mapped[int] = mapped_column(Integer)  # the routing revision after the event
+    kind: Mapped[str] = mapped_column(String(40))
+    routing: Mapped[str] = mapped_column(Text)  # JSON, the routing after the event
+    details: Mapped[str] = mapped_column(Text)  # JSON: analysis numbers, A/B results
+    reason: Mapped[str] = mapped_column(Text, default="")
+    user: Mapped[str] = mapped_column(String(250), default="")
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_deployment_events_deployment", "deployment_id", "id"),)
+
+
 # Core tables, for the statements on hot paths (no ORM unit of work involved).
 experiments = cast(Table, Experiment.__table__)
 runs = cast(Table, Run.__table__)
@@ -372,3 +407,5 @@ model_tags = cast(Table, ModelTag.__table__)
 model_aliases = cast(Table, ModelAlias.__table__)
 alias_events = cast(Table, AliasEvent.__table__)
 evaluations = cast(Table, Evaluation.__table__)
+deployments = cast(Table, Deployment.__table__)
+deployment_events = cast(Table, DeploymentEvent.__table__)

@@ -1,0 +1,1 @@
+"""Deployments: named endpoints, their routing, rollouts and the statistics that judge them."""
