@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check lint typecheck unit bench bench-data bench-pipelines bench-registry clean
+.PHONY: demo test check lint typecheck unit bench bench-data bench-pipelines bench-registry bench-serving clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ bench-pipelines: $(STAMP)
 ## Compare model log, load and single-row predict with MLflow's (uses .venv-mlflow/).
 bench-registry: $(STAMP)
 	$(BIN)/python benchmarks/registry.py
+
+## Serve one forest with LoopML and `mlflow models serve`: req/s, p50, p99 (uses .venv-mlflow/).
+bench-serving: $(STAMP)
+	$(BIN)/python benchmarks/serving.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

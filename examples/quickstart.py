@@ -8,8 +8,10 @@ artifact), searches the runs and prints the table. Then it runs the split-train-
 pipeline of examples/pipelines/breast_cancer.py twice (the second time every step is cached)
 and sweeps its params, with a report of the trials. The sweep's best model is registered and
 promoted to champion past a validation gate, which then refuses a weaker model; the champion's
-evaluation (metrics, slices, fairness, importance) is an HTML report, and the champion is served
-over HTTP for a moment and asked for predictions. Everything lands in ./demo-output/.
+evaluation (metrics, slices, fairness, importance) is an HTML report. Finally the champion is
+deployed behind a local server, and the weaker model goes out as a canary on live, labelled
+traffic: the rollout controller promotes it or rolls it back on its live accuracy, and the
+deployment's history is an HTML report. Everything lands in ./demo-output/.
 """
 
 from __future__ import annotations
@@ -205,25 +207,31 @@ def register_best(flow: object, params: dict[str, object], worst: dict[str, obje
     console.print(table)
     champion = loopml.load_model("models:/breast-cancer@champion")
     console.print(f"Loaded back {champion!r}: predicts {champion.predict(features.head(3))}")
-    serve_champion(features.head(3))
+    deploy_champion(test, evaluation.metrics["accuracy"] or 0.0)
 
 
-def serve_champion(rows: object) -> None:
-    """Serve the champion on a loopback port for a moment and ask it over HTTP."""
+def deploy_champion(test: object, champion_accuracy: float) -> None:
+    """Serve the champion as a deployment, canary the weaker model on live labelled traffic,
+    and let the rollout controller promote it or roll it back; write the deployment report."""
     import socket
     import threading
 
     import httpx
     import uvicorn
 
-    from loopml.serving.server import create_server
+    from loopml.core.workspace import workspace
+    from loopml.deploy import deployments, strategies
+    from loopml.deploy.report import render_deployment
+    from loopml.serving.server import create_deployment_server
 
+    ws = workspace()
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    deployments.create(ws, "breast-cancer", "breast-cancer@champion", host="127.0.0.1", port=port)
     server = uvicorn.Server(
         uvicorn.Config(
-            create_server("models:/breast-cancer@champion"), port=port, log_level="error"
+            create_deployment_server("breast-cancer", poll_s=0.2), port=port, log_level="error"
         )
     )
     thread = threading.Thread(target=server.run, daemon=True)
@@ -231,15 +239,37 @@ def serve_champion(rows: object) -> None:
     url = f"http://127.0.0.1:{port}"
     while not server.started:
         time.sleep(0.05)
-    body = {"dataframe_records": rows.to_dict("records")}  # type: ignore[attr-defined]
-    answer = httpx.post(f"{url}/invocations", json=body).json()
-    console.print(
-        f"Served breast-cancer@champion at {url}: POST /invocations -> {answer['predictions']} "
-        f"(model version {answer['model_version']}); `loopml serve breast-cancer@champion` "
-        "runs the same server"
+    canary = strategies.canary(
+        ws,
+        "breast-cancer",
+        "breast-cancer/2",
+        steps=(50, 100),
+        interval_s=1.0,
+        min_requests=30,
+        min_metrics={"accuracy": champion_accuracy},
     )
+    console.print(f"Deployment breast-cancer at {url}: {canary.routing.describe()}")
+    rows = test.drop(columns=["target", "clinic"]).to_dict("records")  # type: ignore[attr-defined]
+    labels = test["target"].tolist()  # type: ignore[index]
+    deadline = time.monotonic() + 60
+    with httpx.Client(base_url=url) as client:
+        while (
+            deployments.get(ws, "breast-cancer").routing.candidate and time.monotonic() < deadline
+        ):
+            for row, label in zip(rows, labels, strict=True):  # live traffic, labelled later
+                answer = client.post("/invocations", json={"dataframe_records": [row]})
+                feedback = {"request_id": answer.headers["x-request-id"], "label": label}
+                client.post("/feedback", json=feedback)
     server.should_exit = True
     thread.join()
+    events = deployments.history(ws, "breast-cancer")
+    for event in events:
+        console.print(
+            f"  {event.kind:<12} {event.routing.describe()}  {event.reason}", markup=False
+        )
+    (OUT / "deployment.html").write_text(
+        render_deployment(deployments.get(ws, "breast-cancer"), events), encoding="utf-8"
+    )
 
 
 def main() -> None:
@@ -292,13 +322,15 @@ def main() -> None:
     console.print(f"The sweep's trials: {(OUT / 'sweep.html').resolve()}")
     console.print(f"The champion's evaluation: {(OUT / 'evaluation.html').resolve()}")
     console.print(f"The gate that refused the weaker model: {(OUT / 'gate.html').resolve()}")
+    console.print(f"The canary's rollout: {(OUT / 'deployment.html').resolve()}")
     console.print(
         f"Explore it yourself:  cd {OUT} && ../.venv/bin/loopml runs list   "
         f"(or: loopml runs show {champion.id[:8]}, loopml data log breast-cancer, "
         "loopml data diff breast-cancer@v1 breast-cancer@v2, loopml data used-by "
         f"breast-cancer@v1, loopml pipelines runs, loopml pipelines show {best_trial[:8]}, "
         "loopml models show breast-cancer@champion, "
-        "loopml models alias breast-cancer champion --history, loopml models evaluations "
+        "loopml models alias breast-cancer champion --history, loopml deploy history "
+        "breast-cancer, loopml models evaluations "
         "breast-cancer)"
     )
 

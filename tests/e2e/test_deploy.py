@@ -144,6 +144,10 @@ def test_a_failing_canary_is_rolled_back_with_its_numbers(server: str, workspace
     assert "error rate" in event["reason"] and event["details"]["candidate"]["errors"] > 0
     assert event["details"]["candidate"]["version"] == BROKEN
     assert set(send(server, 10)) == {(200, stable, "")}  # all traffic back on the stable one
+    loopml("deploy", "history", "svc", "--html", "rollout.html", cwd=workspace)
+    report = (workspace / "rollout.html").read_text(encoding="utf-8")
+    assert "Traffic to the candidate" in report and "Error rate at each analysis" in report
+    assert "rolled_back" in report and "<script" in report and "<script src" not in report
 
 
 def test_a_healthy_canary_steps_up_and_is_promoted(server: str, workspace: Path) -> None:

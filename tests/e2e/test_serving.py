@@ -113,7 +113,8 @@ def test_bad_requests_get_4xx_that_name_the_problem(server: str) -> None:
     )
     assert shape.status_code == 400 and "inputs[0]" in shape.json()["error"]
     huge = httpx.post(url, content=b" " * (33 * 1024 * 1024), headers={"content-type": "text/csv"})
-    assert huge.status_code == 413
+    assert huge.status_code == 413 and "--max-body-mb" in huge.json()["message"]
+    assert 'status="413"' in httpx.get(f"{server}/metrics").text  # counted like any answer
 
 
 def test_a_model_error_is_a_500_with_an_id_and_the_server_keeps_serving(server: str) -> None:

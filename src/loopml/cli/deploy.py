@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -265,12 +266,22 @@ def history(
     name: NameArg,
     limit: Annotated[int | None, typer.Option("--limit", help="Only the last N events.")] = None,
     as_json: JsonOption = False,
+    html: Annotated[
+        Path | None,
+        typer.Option("--html", help="Also write a report: traffic share, error rate, p99."),
+    ] = None,
 ) -> None:
     """List every routing change and analysis of a deployment, oldest first."""
-    from loopml.cli.output import print_json, table, when
+    from loopml.cli.output import console, print_json, table, when, write_page
     from loopml.deploy import deployments
+    from loopml.deploy.report import render_deployment
 
-    events = deployments.history(_ws(), name, limit=limit)
+    ws = _ws()
+    events = deployments.history(ws, name, limit=limit)
+    if html is not None:
+        write_page(html, render_deployment(deployments.get(ws, name), events))
+        if not as_json:
+            console.print(f"Report written to {html}")
     if as_json:
         print_json([e.to_dict() for e in events])
         return

@@ -68,9 +68,10 @@ def evaluate(
         file=file,
     )
     if html is not None:
+        from loopml.cli.output import write_page
         from loopml.evaluation.report import render_evaluation
 
-        _write(html, render_evaluation(found))
+        write_page(html, render_evaluation(found))
     if as_json:
         from loopml.cli.output import print_json
 
@@ -102,9 +103,10 @@ def evaluations(
 
     ws = _ws()
     if html is not None:
+        from loopml.cli.output import write_page
         from loopml.evaluation.report import render_evaluation
 
-        _write(output, render_evaluation(records.get(ws, html)))
+        write_page(output, render_evaluation(records.get(ws, html)))
         console.print(f"Report written to {output}")
         return
     models.get_model(ws, name)  # an unknown model is an error, not an empty list
@@ -148,9 +150,10 @@ def compare(
     _ws()
     found = compare_([expand(m) for m in models_], data, target=target, file=file)
     if html is not None:
+        from loopml.cli.output import write_page
         from loopml.evaluation.report import render_comparison
 
-        _write(html, render_comparison(found))
+        write_page(html, render_comparison(found))
     if as_json:
         print_json([e.to_dict() for e in found])
         return
@@ -260,9 +263,10 @@ def check(
         skew_threshold=skew_threshold,
     )
     if html is not None:
+        from loopml.cli.output import write_page
         from loopml.evaluation.report import render_gate
 
-        _write(html, render_gate(found.gate, found.evaluation, found.validation or None))
+        write_page(html, render_gate(found.gate, found.evaluation, found.validation or None))
     if as_json:
         print_json(found.to_dict())
     else:
@@ -355,11 +359,6 @@ def _metrics_text(values: dict[str, Any]) -> str:
 
 def _value(value: Any) -> str:
     return "" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def _write(path: Path, page: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
 
 
 def _ws() -> Workspace:

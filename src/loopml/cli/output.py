@@ -7,6 +7,7 @@ import math
 import sys
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -87,3 +88,9 @@ def _finite(data: Any) -> Any:
     if isinstance(data, list | tuple):
         return [_finite(v) for v in data]
     return data
+
+
+def write_page(path: Path, page: str) -> None:
+    """Write an HTML report to `path`, making its folder if needed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")

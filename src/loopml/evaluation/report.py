@@ -43,7 +43,7 @@ RATES = {  # each group's rates a fairness chart compares
 def render_evaluation(evaluation: Evaluation, *, title: str | None = None) -> str:
     """Return one evaluation as an HTML document: its metrics and a chart per detail."""
     heading = title or f"LoopML evaluation: {evaluation.model} on {evaluation.dataset}"
-    return _page(heading, _evaluation(evaluation))
+    return page(heading, _evaluation(evaluation))
 
 
 def render_comparison(
@@ -83,16 +83,16 @@ def render_comparison(
         html_table(
             ["", "model", "dataset", "target", "task", "rows", "evaluated"],
             [
-                [label, e.model, e.dataset, e.target, e.task, str(e.rows), _date(e.created_at)]
+                [label, e.model, e.dataset, e.target, e.task, str(e.rows), utc_text(e.created_at)]
                 for label, e in zip(labels, evaluations, strict=True)
             ],
             [""] * len(evaluations),
         ),
         "<h2>Metrics</h2><p>★ marks the best value of each metric.</p>",
         html_table(["metric", "better", *labels], rows, [""] * len(rows)),
-        _chart(figure, "comparison", "Metrics every evaluation has") if shared else "",
+        chart_section(figure, "comparison", "Metrics every evaluation has") if shared else "",
     ]
-    return _page(title, "\n".join(body))
+    return page(title, "\n".join(body))
 
 
 def render_gate(
@@ -134,7 +134,7 @@ def render_gate(
         body += ["<h2>Data validation</h2>"]
         body += [summary_html(r) + issues_html(r.issues) for r in reports]
     heading = title or f"LoopML gate: {result.model} on {result.dataset}"
-    return _page(heading, "\n".join(body))
+    return page(heading, "\n".join(body))
 
 
 def _evaluation(evaluation: Evaluation) -> str:
@@ -147,7 +147,7 @@ def _evaluation(evaluation: Evaluation) -> str:
         e.target,
         e.task,
         str(e.rows),
-        _date(e.created_at),
+        utc_text(e.created_at),
         e.user,
         e.id,
     ]
@@ -197,14 +197,16 @@ def _classification_charts(plots: Mapping[str, Any], metrics: Mapping[str, Any])
             xaxis={"title": "predicted", "type": "category"},
             yaxis={"title": "actual", "type": "category", "autorange": "reversed"},
         )
-        charts.append(_chart(figure, "confusion-matrix", "Confusion matrix"))
+        charts.append(chart_section(figure, "confusion-matrix", "Confusion matrix"))
     if roc := plots.get("roc_curve"):
         auc = _number(metrics.get("roc_auc"))
         figure = _diagonal(roc["fpr"], roc["tpr"], "ROC", "chance")
         figure.update_layout(xaxis_title="false positive rate", yaxis_title="true positive rate")
         heading = f"ROC curve, positive class {plots.get('positive_class')}"
         charts.append(
-            _chart(figure, "roc-curve", heading + ("" if auc is None else f" (AUC {auc:.4g})"))
+            chart_section(
+                figure, "roc-curve", heading + ("" if auc is None else f" (AUC {auc:.4g})")
+            )
         )
     if calibration := plots.get("calibration"):
         figure = _diagonal(
@@ -213,7 +215,7 @@ def _classification_charts(plots: Mapping[str, Any], metrics: Mapping[str, Any])
         figure.update_layout(
             xaxis_title="mean predicted probability", yaxis_title="observed frequency"
         )
-        charts.append(_chart(figure, "calibration-curve", "Calibration curve"))
+        charts.append(chart_section(figure, "calibration-curve", "Calibration curve"))
     return charts
 
 
@@ -228,7 +230,7 @@ def _residual_chart(plots: Mapping[str, Any]) -> list[str]:
     )
     figure.add_hline(y=0, line_dash="dash", line_color="#888")
     figure.update_layout(xaxis_title="predicted", yaxis_title="actual - predicted")
-    return [_chart(figure, "residuals", "Residuals")]
+    return [chart_section(figure, "residuals", "Residuals")]
 
 
 def _diagonal(x: list[float], y: list[float], name: str, reference: str) -> Any:
@@ -265,7 +267,7 @@ def _slice(column: str, rows: list[Mapping[str, Any]], index: int) -> str:
         for label, row in zip(slices, rows, strict=True)
     ]
     table = html_table(["slice", "rows", *names], cells, [""] * len(rows))
-    return _chart(figure, f"slices-{index}", f"By {column}") + table
+    return chart_section(figure, f"slices-{index}", f"By {column}") + table
 
 
 def _fairness(feature: str, found: Mapping[str, Any], index: int) -> str:
@@ -296,7 +298,7 @@ def _fairness(feature: str, found: Mapping[str, Any], index: int) -> str:
         [str(g["group"]), str(g.get("rows", "")), *(_fmt(g.get(k)) for k in RATES)] for g in groups
     ]
     table = html_table(["group", "rows", *RATES.values()], cells, [""] * len(groups))
-    return _chart(figure, f"fairness-{index}", f"By {feature}") + summary + table
+    return chart_section(figure, f"fairness-{index}", f"By {feature}") + summary + table
 
 
 def _importance(importance: Mapping[str, Any]) -> str:
@@ -317,7 +319,7 @@ def _importance(importance: Mapping[str, Any]) -> str:
         yaxis={"type": "category", "autorange": "reversed"},
     )
     heading = f"Top {len(top)} features"
-    return _chart(figure, "importance", heading, height=max(320, 120 + 24 * len(top)))
+    return chart_section(figure, "importance", heading, height=max(320, 120 + 24 * len(top)))
 
 
 def _shap(explained: Mapping[str, Any]) -> str:
@@ -336,7 +338,9 @@ def _shap(explained: Mapping[str, Any]) -> str:
         xaxis_title=f"mean |SHAP value| over {explained.get('rows', '?')} rows",
         yaxis={"type": "category", "autorange": "reversed"},
     )
-    return _chart(figure, "shap", f"Top {len(top)} features", height=max(320, 120 + 24 * len(top)))
+    return chart_section(
+        figure, "shap", f"Top {len(top)} features", height=max(320, 120 + 24 * len(top))
+    )
 
 
 def _comparable(
@@ -390,7 +394,7 @@ def _validation_report(path: str, data: Mapping[str, Any]) -> ValidationReport:
         ) from None
 
 
-def _chart(figure: Any, div_id: str, heading: str, *, height: int = 380) -> str:
+def chart_section(figure: Any, div_id: str, heading: str, *, height: int = 380) -> str:
     figure.update_layout(height=height, template="plotly_white", margin={"t": 30})
     chart = figure.to_html(full_html=False, include_plotlyjs=False, div_id=div_id)
     return f'<section class="chart"><h3>{escape(heading)}</h3>{chart}</section>'
@@ -408,11 +412,11 @@ def _fmt(value: object) -> str:
     return MISSING if number is None else f"{number:.6g}"
 
 
-def _date(ms: int) -> str:
+def utc_text(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC") if ms else ""
 
 
-def _page(title: str, body: str) -> str:
+def page(title: str, body: str) -> str:
     from plotly.offline import get_plotlyjs
 
     return _PAGE.format(title=escape(title), plotly=get_plotlyjs(), style=STYLE, body=body)

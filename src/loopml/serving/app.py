@@ -30,10 +30,10 @@ import loopml
 from loopml.errors import InvalidInput, LoopMLError
 from loopml.registry.package import LoadedModel
 from loopml.registry.signature import enforce
-from loopml.serving import codecs
 from loopml.serving.batching import MicroBatcher
 from loopml.serving.metrics import CONTENT_TYPE, ServerMetrics
 from loopml.serving.prediction_log import PredictionLog
+from loopml.serving.protocols import UnsupportedMediaType, invocations, parse_json, v2
 
 log = logging.getLogger("loopml.serving")
 
@@ -158,7 +158,7 @@ class ModelServer:
         self._check_model(request)
         signature = self.model.package.signature
         flavor = self.model.package.flavor
-        return self._json(codecs.model_metadata(self.name, self.version, signature, flavor))
+        return self._json(v2.model_metadata(self.name, self.version, signature, flavor))
 
     async def _model_ready(self, request: Request) -> Response:
         self._check_model(request)
@@ -173,9 +173,9 @@ class ModelServer:
         self._check_model(request)
 
         async def answer(body: bytes, exchange: _Exchange) -> dict[str, Any]:
-            parsed = codecs.decode_v2(codecs.parse_json(body), self.model.package.signature)
+            parsed = v2.decode(parse_json(body), self.model.package.signature)
             predictions = await self._predict(parsed.data, exchange)
-            answered = codecs.encode_v2(
+            answered = v2.encode(
                 predictions,
                 model_name=self.name,
                 model_version=self.version,
@@ -190,8 +190,8 @@ class ModelServer:
     async def _invocations(self, request: Request) -> Response:
         async def answer(body: bytes, exchange: _Exchange) -> dict[str, Any]:
             content_type = request.headers.get("content-type")
-            data = codecs.decode_invocations(body, content_type, self.model.package.signature)
-            body_out = codecs.encode_invocations(await self._predict(data, exchange))
+            data = invocations.decode(body, content_type, self.model.package.signature)
+            body_out = invocations.encode(await self._predict(data, exchange))
             return {
                 **body_out,
                 "model_name": self.name,
@@ -217,7 +217,7 @@ class ModelServer:
                 "feedback has nothing to attach to",
             )
         try:
-            body = codecs.parse_json(await read_limited(request, self.settings.max_body_bytes))
+            body = parse_json(await read_limited(request, self.settings.max_body_bytes))
             items = feedback_items(body)
             for item in items:
                 self.log.record_feedback(item["request_id"], item["label"])
@@ -236,9 +236,9 @@ class ModelServer:
         try:
             body = await read_limited(request, self.settings.max_body_bytes)
             response = self._json(await answer(body, exchange), request=request)
-        except HTTPException:
-            raise
-        except codecs.UnsupportedMediaType as exc:
+        except HTTPException as exc:  # 413: counted and logged like every other answer
+            response = self._error(request, protocol, exc.status_code, str(exc.detail))
+        except UnsupportedMediaType as exc:
             response = self._error(request, protocol, 415, str(exc))
         except InvalidInput as exc:
             response = self._error(request, protocol, 400, str(exc))

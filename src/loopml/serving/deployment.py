@@ -34,7 +34,7 @@ from loopml.deploy.rollout import RolloutController, compare_arms
 from loopml.deploy.routing import Routing
 from loopml.deploy.traffic import TrafficStats
 from loopml.errors import InvalidInput
-from loopml.serving import codecs, routers
+from loopml.serving import routers
 from loopml.serving.app import (
     Guard,
     ModelServer,
@@ -44,6 +44,7 @@ from loopml.serving.app import (
 )
 from loopml.serving.metrics import CONTENT_TYPE, ServerMetrics
 from loopml.serving.prediction_log import PredictionLog
+from loopml.serving.protocols import parse_json
 
 log = logging.getLogger("loopml.serving")
 
@@ -269,7 +270,7 @@ class DeploymentServer:
     async def _feedback(self, request: Request) -> Response:
         """Attach ground truth to logged predictions (and to the live numbers rollouts use)."""
         try:
-            body = codecs.parse_json(await read_limited(request, self.settings.max_body_bytes))
+            body = parse_json(await read_limited(request, self.settings.max_body_bytes))
             items = feedback_items(body)
         except InvalidInput as exc:
             return self._json({"error": str(exc)}, status=400)
