@@ -17,8 +17,12 @@ import numpy as np
 import pandas as pd
 
 from loopml.errors import InvalidInput, InvalidState, LoopMLError
+from loopml.registry.signature import dtypes_of
 
 log = logging.getLogger("loopml")
+
+
+PEAK_WINDOW_S = 1.0  # how long the most callers seen at once is remembered
 
 
 @dataclass(eq=False)
@@ -30,7 +34,6 @@ class _Request:
     key: Hashable
     arrived: float
     future: asyncio.Future[Any]
-    after_quiet: bool = False  # no other request arrived in the max_wait_ms before this one
 
 
 class MicroBatcher:
@@ -62,7 +65,10 @@ class MicroBatcher:
         self._predict = predict
         self._on_batch = on_batch
         self._waiting: list[_Request] = []
-        self._last_arrival = -math.inf
+        # Callers at once, recently: a batch with that many waits for no one else.
+        self._in_flight = 0
+        self._peak = 0
+        self._peak_at = -math.inf
         self._wakeup = asyncio.Event()
         self._closed = False
         self._worker: asyncio.Task[None] | None = None
@@ -83,12 +89,16 @@ class MicroBatcher:
         if self._worker is None:
             self._worker = loop.create_task(self._run(), name="loopml-micro-batcher")
         now = loop.time()
-        quiet = now - self._last_arrival > self.max_wait_ms / 1000
-        self._last_arrival = now
-        request = _Request(data, rows, key, now, loop.create_future(), after_quiet=quiet)
+        self._in_flight += 1
+        if self._in_flight >= self._peak or now - self._peak_at > PEAK_WINDOW_S:
+            self._peak, self._peak_at = self._in_flight, now
+        request = _Request(data, rows, key, now, loop.create_future())
         self._waiting.append(request)
         self._wakeup.set()
-        return await request.future
+        try:
+            return await request.future
+        finally:
+            self._in_flight -= 1
 
     async def aclose(self) -> None:
         """Stop taking requests, answer every request already submitted, then stop the worker."""
@@ -133,9 +143,9 @@ class MicroBatcher:
     async def _gather(self) -> list[_Request]:
         """Wait until the oldest request's batch is full or its wait is over; take that batch.
 
-        A request that came after a quiet spell (nothing else for max_wait_ms) goes at once,
-        with whatever arrived beside it: a lone caller never waits for a batch that is not
-        coming, and under load the requests that arrive during a predict fill the next batch.
+        A batch also goes at once when it holds as many requests as there were callers at
+        once in the last second: a lone caller never waits for a batch that is not coming,
+        and sixteen concurrent callers wait only until all sixteen are in.
         """
         loop = asyncio.get_running_loop()
         head = self._waiting[0]
@@ -143,7 +153,7 @@ class MicroBatcher:
         while True:
             batch, full = self._select(head)
             remaining = deadline - loop.time()
-            if full or self._closed or remaining <= 0 or head.after_quiet:
+            if full or self._closed or remaining <= 0 or len(batch) >= self._peak:
                 break
             self._wakeup.clear()
             with contextlib.suppress(TimeoutError):
@@ -224,7 +234,7 @@ def _describe(data: Any) -> tuple[int, Hashable]:
     if isinstance(data, pd.DataFrame):
         rows = len(data)
         # Same columns and dtypes, so concatenation never renames, reorders or upcasts anything.
-        key: Hashable = ("dataframe", tuple(data.columns), tuple(data.dtypes))
+        key: Hashable = ("dataframe", tuple(data.columns), tuple(dtypes_of(data)))
     elif isinstance(data, np.ndarray) and data.ndim >= 1:
         rows = data.shape[0]
         key = ("ndarray", data.shape[1:], data.dtype.kind)

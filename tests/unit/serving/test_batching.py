@@ -284,3 +284,32 @@ def test_a_lone_request_does_not_wait_for_a_batch_that_is_not_coming() -> None:
             return list(await asyncio.wait_for(batcher.submit(frame), timeout=20))
 
     assert asyncio.run(main()) == [7]
+
+
+def test_a_batch_waits_for_as_many_callers_as_came_at_once_recently() -> None:
+    sizes: list[int] = []
+
+    async def main() -> None:
+        async with MicroBatcher(
+            lambda frame: frame["x"].to_numpy(),
+            max_batch_size=32,
+            max_wait_ms=60_000,
+            on_batch=lambda rows, seconds: sizes.append(rows),
+        ) as batcher:
+
+            async def call(x: int, delay: float) -> list[int]:
+                await asyncio.sleep(delay)
+                return list(await batcher.submit(pd.DataFrame({"x": [x]})))
+
+            # Eight callers at once, then eight arriving one by one: the second batch waits
+            # for all eight (and no longer: far less than its 60 s limit).
+            assert await asyncio.gather(*(call(i, 0) for i in range(8))) == [[i] for i in range(8)]
+            staggered = asyncio.gather(*(call(i, i * 0.01) for i in range(8)))
+            assert await asyncio.wait_for(staggered, timeout=20) == [[i] for i in range(8)]
+            # One caller at a time (after the remembered second): each goes alone at once.
+            await asyncio.sleep(1.1)
+            for i in range(3):
+                assert await asyncio.wait_for(call(i, 0), timeout=20) == [i]
+
+    asyncio.run(main())
+    assert sizes == [8, 8, 1, 1, 1]

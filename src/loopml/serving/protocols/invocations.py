@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from loopml.errors import InvalidInput
-from loopml.registry.signature import Signature
+from loopml.registry.signature import Signature, column_index
 from loopml.serving.protocols import (
     UnsupportedMediaType,
     array_json,
@@ -119,8 +119,10 @@ def _decode_json_input(key: str, value: Any, signature: Signature | None) -> Any
             if columns is None and signature is not None and signature.kind == "dataframe":
                 columns = signature.names
             if _all_float(signature, columns, value["data"]):  # 4x faster than row by row
+                assert signature is not None
                 array = np.asarray(value["data"], dtype=np.float64)
-                return pd.DataFrame(array, columns=columns, index=value.get("index"))
+                index = column_index(signature)  # checked by identity when enforced
+                return pd.DataFrame(array, columns=index, index=value.get("index"))
             return pd.DataFrame(value["data"], columns=columns, index=value.get("index"))
         if isinstance(value, dict):  # "inputs" as columns: name -> values
             return pd.DataFrame(value)
