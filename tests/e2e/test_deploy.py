@@ -213,6 +213,8 @@ def test_blue_green_preview_switch_and_rollback(server: str, workspace: Path) ->
     body = {"dataframe_split": {"columns": ["x", "user"], "data": [[0.5, "u"]]}}
     preview = httpx.post(f"{server}/preview/invocations", json=body)
     assert preview.headers["x-model-version"] == FLIPPED and preview.json()["predictions"] == [0]
+    assert httpx.get(f"{server}/preview/v2/models/sign").json()["versions"] == ["3"]
+    assert httpx.get(f"{server}/v2/models/sign").json()["versions"] != ["3"]
     assert set(send(server, 5)) == {(200, active, "")}
     deploy(server, workspace, "switch", "svc")
     assert set(send(server, 5)) == {(200, FLIPPED, "")}

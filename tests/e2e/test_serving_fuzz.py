@@ -1,6 +1,7 @@
-"""Fuzzing a live `loopml serve` over HTTP: whatever a client sends, a clear answer.
+"""Fuzzing a live server over HTTP: whatever a client sends, a clear answer.
 
-One real server (a `loopml serve` process on a free loopback port) serves a scikit-learn
+One real server (a `loopml serve` process on a free loopback port, then a deployment's
+`loopml deploy serve`, which routes through its router) serves a scikit-learn
 classifier of three numeric columns and one text column. Hypothesis sends it arbitrary bytes,
 arbitrary JSON, and bodies that look like v2 and MLflow requests but get names, shapes, types
 or sizes wrong. Every answer must be a 2xx or a 4xx (the model is well-behaved on any input
@@ -81,17 +82,24 @@ class Server:
         return self.log.read_text(errors="replace")[-4000:]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+@pytest.fixture(scope="module", params=["serve", "deploy"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """A model server (`loopml serve`) or a deployment's server (`loopml deploy serve`)."""
     root = tmp_path_factory.mktemp("serving-fuzz")
     loopml("init", cwd=root)
     python(SETUP, cwd=root)
+    command: tuple[str, ...] = ("serve", "clf@champion")
+    if request.param == "deploy":
+        loopml("deploy", "create", "fz", "--model", "clf@champion", "--no-serve", cwd=root)
+        command = ("deploy", "serve", "fz")
     port, output = free_port(), root / "server.log"
     with output.open("w") as sink:
         # A file, not a pipe: hundreds of access-log lines would fill a pipe and stall it.
         process = subprocess.Popen(
             [
-                *(str(LOOPML), "serve", "clf@champion", "--port", str(port)),
+                *(str(LOOPML), *command, "--port", str(port)),
                 *("--max-batch-size", "4", "--max-wait-ms", "2"),
                 *("--max-body-mb", str(LIMIT / 2**20)),
             ],

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from prometheus_client import Gauge
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -103,6 +104,7 @@ class DeploymentServer:
                 Route("/deployment", self._status),
             ],
             lifespan=self._lifespan,
+            exception_handlers={HTTPException: self._http_error},
         )
         self._own = own
         self.app = Guard(self._dispatch, token=settings.token, headers={})
@@ -120,7 +122,8 @@ class DeploymentServer:
         if match is not None:  # an explicit version: that version, if it is served here
             await self._version(match[1], match[2])(scope, receive, send)
             return
-        if scope["method"] != "POST":  # metadata and readiness: the stable version's
+        preview = scope["path"].startswith(routers.PREVIEW + "/")
+        if scope["method"] != "POST" and not preview:  # metadata, readiness: the stable's
             await self.servers[self.deployment.routing.stable](scope, receive, send)
             return
         await self.router(scope, receive, send)
@@ -133,11 +136,9 @@ class DeploymentServer:
             found = [s for v, s in self.servers.items() if v.rsplit("/", 1)[1] == number]
             if len(found) == 1:
                 return found[0]
-        served = ", ".join(self.deployment.routing.versions)
-        return JSONResponse(
-            {"error": f"model {wanted} is not served by deployment {self.name!r} ({served})"},
-            status_code=404,
-        )
+        served = ", ".join(v.replace("/", " version ") for v in self.deployment.routing.versions)
+        message = f"model {model} version {number} is not served by deployment {self.name!r}"
+        return JSONResponse({"error": f"{message}; it serves {served}"}, status_code=404)
 
     def _switch_to(self, deployment: Deployment) -> None:
         """Load what `deployment` routes to and swap its router in."""
@@ -159,6 +160,7 @@ class DeploymentServer:
         )
 
     def _build(self, routing: Routing) -> Any:
+        self._shadow = None
         stable = self.servers[routing.stable]
         if routing.candidate is None:
             return routers.Single(stable)
@@ -280,6 +282,10 @@ class DeploymentServer:
                 self.log.record_feedback(item["request_id"], item["label"])
             matched += self.traffic.feedback(item["request_id"], item["label"], at_ms=now_ms())
         return self._json({"accepted": len(items), "matched_live": matched})
+
+    async def _http_error(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return self._json({"error": exc.detail}, status=exc.status_code)
 
     def _shadow_counts(self) -> dict[str, Any]:
         return self._shadow.counts.to_dict() if self._shadow is not None else {}

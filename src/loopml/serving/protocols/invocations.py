@@ -149,7 +149,20 @@ def _check_json_input(key: str, value: Any) -> None:
             # Labels must be plain values: pandas takes a dict as a label, then cannot use it.
             if labels is not None and not _scalars(labels):
                 raise InvalidInput(f"dataframe_split.{field} is {show(labels)}; send a list")
-        index, rows = value.get("index"), len(value["data"])
+        data, columns = value["data"], value.get("columns")
+        # Every row a list of one length (the columns' count when given): pandas would pad
+        # short rows with missing values, and soon refuses them.
+        width = len(columns) if isinstance(columns, list) else None
+        for i, row in enumerate(data):
+            if not isinstance(row, list) or (width is not None and len(row) != width):
+                plural = "" if width == 1 else "s"
+                expected = f"{width} value{plural}" if width is not None else "a list of values"
+                raise InvalidInput(
+                    f"dataframe_split.data[{i}] is {show(row)}; each row is {expected}, one per "
+                    "column"
+                )
+            width = len(row) if width is None else width
+        index, rows = value.get("index"), len(data)
         # pandas would repeat a single row to fill a longer index: more predictions than rows.
         if index is not None and len(index) != rows:
             raise InvalidInput(
