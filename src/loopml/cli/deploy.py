@@ -178,8 +178,10 @@ def switch(name: NameArg) -> None:
 @app.command()
 def ab(
     name: NameArg,
-    a: Annotated[str, typer.Option("--a", help="Arm a's model version.")],
     b: Annotated[str, typer.Option("--b", help="Arm b's model version.")],
+    a: Annotated[
+        str | None, typer.Option("--a", help="Arm a: the version serving now (the default).")
+    ] = None,
     split: Annotated[float, typer.Option("--split", help="Percent of traffic to arm b.")] = 50.0,
     sticky: Annotated[
         str | None,
@@ -187,12 +189,12 @@ def ab(
     ] = None,
     interval: ReportOption = "30s",
 ) -> None:
-    """Split traffic between two versions; results are judged statistically in the history."""
+    """Split traffic between the version serving now (a) and B; judged statistically."""
     from loopml.core.durations import seconds
     from loopml.deploy import strategies
 
     report_s = seconds(interval)
-    _done(strategies.ab(_ws(), name, a, b, split=split, sticky=sticky, report_s=report_s))
+    _done(strategies.ab(_ws(), name, b, a=a, split=split, sticky=sticky, report_s=report_s))
 
 
 @app.command()
@@ -264,7 +266,9 @@ def status(
 @app.command()
 def history(
     name: NameArg,
-    limit: Annotated[int | None, typer.Option("--limit", help="Only the last N events.")] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Only the last N events.")
+    ] = None,
     as_json: JsonOption = False,
     html: Annotated[
         Path | None,

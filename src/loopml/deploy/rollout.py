@@ -64,6 +64,14 @@ def analyse(rollout: Rollout, candidate: Window, stable: Window) -> Analysis:
     failures = []
     if candidate.error_rate > rollout.max_error_rate:
         failures.append(f"error rate {candidate.error_rate:.4f} > {rollout.max_error_rate:g}")
+    # Refusals (4xx) are the caller's doing, unless the candidate refuses what the stable
+    # version takes: a changed signature. Judged against the stable's rate, with the same margin.
+    refused_limit = stable.refused_rate + rollout.max_error_rate
+    if candidate.refused_rate > refused_limit:
+        failures.append(
+            f"refused (4xx) rate {candidate.refused_rate:.4f} > the stable version's "
+            f"{stable.refused_rate:.4f} + {rollout.max_error_rate:g}"
+        )
     p99 = candidate.p99_ms()
     if rollout.max_p99_ms is not None and p99 is not None and p99 > rollout.max_p99_ms:
         failures.append(f"p99 {p99:.1f} ms > {rollout.max_p99_ms:g} ms")
@@ -122,6 +130,10 @@ class RolloutController:
     shadow_counts: Callable[[], dict[str, Any]] | None = None
     clock: Callable[[], int] = now_ms
     _reported: dict[tuple[int, str], int] = field(default_factory=dict)
+    started_at: int = 0  # when this controller began watching (set from its clock)
+
+    def __post_init__(self) -> None:
+        self.started_at = self.started_at or self.clock()
 
     def tick(self) -> Deployment:
         """Judge the deployment's traffic once and act on it; return the deployment as stored."""
@@ -144,13 +156,13 @@ class RolloutController:
         return get(self.ws, self.name)
 
     def _judge_canary(self, deployment: Deployment, rollout: Rollout) -> Deployment:
-        if self.clock() - rollout.step_started_at < rollout.interval_s * 1000:
+        # A restarted server saw none of the step's earlier traffic: a full interval of its own.
+        since = max(rollout.step_started_at, self.started_at)
+        if self.clock() - since < rollout.interval_s * 1000:
             return deployment
         stable, candidate = deployment.routing.versions
         verdict = analyse(
-            rollout,
-            self.traffic.window(candidate, rollout.step_started_at),
-            self.traffic.window(stable, rollout.step_started_at),
+            rollout, self.traffic.window(candidate, since), self.traffic.window(stable, since)
         )
         details = verdict.to_dict()
         if verdict.verdict == "fail":
@@ -184,7 +196,11 @@ class RolloutController:
 
 
 def _agreement(counts: dict[str, Any]) -> str:
-    compared = counts.get("compared", 0)
+    compared, failed = counts.get("compared", 0), counts.get("shadow_failed", 0)
     if not compared:
-        return "no requests compared yet"
+        return (
+            f"no requests compared yet; the shadow failed on {failed}"
+            if failed
+            else ("no requests compared yet")
+        )
     return f"shadow agreed on {counts['agreed']} of {compared} requests ({counts['agreement']:.1%})"

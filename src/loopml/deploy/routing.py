@@ -63,11 +63,7 @@ class Rollout:
             raise InvalidInput(f"max error rate is within 0..1, not {self.max_error_rate!r}")
         if self.max_p99_ms is not None:
             _positive("max p99 (ms)", self.max_p99_ms)
-        for bound in (self.min_metrics, self.max_metrics):
-            for metric, value in bound.items():
-                check_metric(metric)
-                if not _number(value):
-                    raise InvalidInput(f"the bound of {metric} must be a number, not {value!r}")
+        _check_bounds(self.min_metrics, self.max_metrics)
         if isinstance(self.min_requests, bool) or not isinstance(self.min_requests, int):
             raise InvalidInput(f"min requests is a whole number, not {self.min_requests!r}")
         if self.min_requests < 1:
@@ -180,6 +176,22 @@ def check_metric(name: str) -> bool:
             "labelled feedback and responses)"
         )
     return LIVE_METRICS[name]
+
+
+def _check_bounds(min_metrics: dict[str, float], max_metrics: dict[str, float]) -> None:
+    """Refuse live-metric bounds on unknown metrics, in the wrong direction or out of range."""
+    for bounds, floor in ((min_metrics, True), (max_metrics, False)):
+        for metric, value in bounds.items():
+            if check_metric(metric) != floor:  # a floor on a lower-is-better metric, ...
+                option, other = ("--min-metric", "--max-metric")[:: 1 if floor else -1]
+                raise InvalidInput(
+                    f"{metric} is {'lower' if floor else 'higher'}-is-better: bound it with "
+                    f"{other}, not {option}"
+                )
+            if not _number(value) or value < 0:
+                raise InvalidInput(f"the bound of {metric} is a number of 0 or more, not {value!r}")
+            if metric in ("accuracy", "error_rate") and value > 1:
+                raise InvalidInput(f"{metric} is a share within 0..1, not {value!r}")
 
 
 def _pct(weight: float) -> str:

@@ -85,25 +85,34 @@ def switch(ws: Workspace, name: str) -> Deployment:
 def ab(
     ws: Workspace,
     name: str,
-    a: str,
     b: str,
     *,
+    a: str | None = None,
     split: float = 50.0,
     sticky: str | None = None,
     report_s: float = 30.0,
 ) -> Deployment:
-    """Split traffic between arm a and arm b (`split` percent to b), sticky by a request key."""
+    """Split traffic between arm a, the version serving now, and arm b (`split` percent to
+    b), sticky by a request key. Promote keeps b, rollback keeps a."""
     deployment = _idle(ws, name)
-    arm_a, _ = version_of(ws, a)
-    arm_b, _ = version_of(ws, b)
-    if arm_a == arm_b:
-        raise InvalidInput(f"both arms are {arm_a}; an A/B test needs two different versions")
-    stable = deployment.routing.stable  # arm a serves as the stable version while it runs
-    previous = deployment.routing.previous if arm_a == stable else stable
+    stable = deployment.routing.stable
+    if a is not None and version_of(ws, a)[0] != stable:
+        # Arm a is what the deployment serves: promote and rollback (and the alias) stay true.
+        raise InvalidInput(
+            f"arm a must be the version deployment {name!r} serves now ({stable}), not {a}; "
+            f"leave --a out, or make it the stable one first (deploy canary|bluegreen)"
+        )
+    arm_b = _candidate(ws, deployment, b)
     routing = Routing(
-        "ab", arm_a, arm_b, weight=split, sticky=sticky, report_s=report_s, previous=previous
+        "ab",
+        stable,
+        arm_b,
+        weight=split,
+        sticky=sticky,
+        report_s=report_s,
+        previous=deployment.routing.previous,
     )
-    return change(ws, deployment, routing, kind="ab", reason=f"A/B test {arm_a} vs {arm_b}")
+    return change(ws, deployment, routing, kind="ab", reason=f"A/B test {stable} vs {arm_b}")
 
 
 def shadow(ws: Workspace, name: str, model: str, *, report_s: float = 30.0) -> Deployment:

@@ -26,11 +26,17 @@ class Window:
     latencies_ms: tuple[float, ...]
     predictions: tuple[Any, ...]  # of labelled requests
     labels: tuple[Any, ...]
+    refused: int = 0  # 4xx answers: the request did not fit (a changed signature shows here)
 
     @property
     def error_rate(self) -> float:
         """Return the share of requests the model failed (0 with no requests)."""
         return self.errors / self.requests if self.requests else 0.0
+
+    @property
+    def refused_rate(self) -> float:
+        """Return the share of requests refused with a 4xx (0 with no requests)."""
+        return self.refused / self.requests if self.requests else 0.0
 
     @property
     def labelled(self) -> int:
@@ -73,6 +79,7 @@ class Window:
             "requests": self.requests,
             "errors": self.errors,
             "error_rate": round(self.error_rate, 6),
+            "refused": self.refused,
             "p50_ms": _round(self.p50_ms()),
             "p99_ms": _round(self.p99_ms()),
             "labelled": self.labelled,
@@ -96,7 +103,8 @@ class TrafficStats:
         self._lock = threading.Lock()
         self._outcomes: dict[str, deque[_Outcome]] = {}
         self._labelled: dict[str, deque[tuple[int, Any, Any]]] = {}
-        self._pending: OrderedDict[str, tuple[str, Any]] = OrderedDict()
+        # request id -> {version: prediction}: a shadow answers the same id as its primary
+        self._pending: OrderedDict[str, dict[str, Any]] = OrderedDict()
 
     def record(
         self,
@@ -113,20 +121,21 @@ class TrafficStats:
             outcomes = self._outcomes.setdefault(version, deque(maxlen=self.max_requests))
             outcomes.append(_Outcome(at_ms, status, latency_ms))
             if status == 200 and prediction is not None:
-                self._pending[request_id] = (version, prediction)
+                self._pending.setdefault(request_id, {})[version] = prediction
                 self._pending.move_to_end(request_id)
                 while len(self._pending) > self.max_pending:
                     self._pending.popitem(last=False)
 
     def feedback(self, request_id: str, label: Any, *, at_ms: int) -> bool:
-        """Attach `label` to a recent one-row prediction; return False if none is known."""
+        """Attach `label` to a recent one-row prediction (of every version that answered the
+        request); return False if none is known."""
         with self._lock:
             found = self._pending.pop(request_id, None)
             if found is None:
                 return False
-            version, prediction = found
-            labelled = self._labelled.setdefault(version, deque(maxlen=self.max_requests))
-            labelled.append((at_ms, prediction, label))
+            for version, prediction in found.items():
+                labelled = self._labelled.setdefault(version, deque(maxlen=self.max_requests))
+                labelled.append((at_ms, prediction, label))
             return True
 
     def window(self, version: str, since_ms: int) -> Window:
@@ -138,6 +147,7 @@ class TrafficStats:
             version=version,
             requests=len(outcomes),
             errors=sum(1 for o in outcomes if o.status >= 500),
+            refused=sum(1 for o in outcomes if 400 <= o.status < 500),
             latencies_ms=tuple(o.latency_ms for o in outcomes),
             predictions=tuple(p for _, p, _ in labelled),
             labels=tuple(y for _, _, y in labelled),

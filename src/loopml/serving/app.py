@@ -352,7 +352,9 @@ class Guard:
             await self.app(scope, receive, send)
             return
         given = Request(scope).headers.get("authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
+        scheme, _, credentials = given.partition(" ")
+        bearer = scheme.lower() == "bearer"  # the scheme's name is case-insensitive
+        if not (bearer and hmac.compare_digest(credentials.encode(), self.token.encode())):
             refused = JSONResponse(
                 {"error": "this server needs a token: send the header Authorization: Bearer TOKEN"},
                 status_code=401,

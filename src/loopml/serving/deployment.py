@@ -30,11 +30,12 @@ from starlette.routing import Route
 import loopml
 from loopml.core.store import now_ms
 from loopml.core.workspace import Workspace
+from loopml.deploy import strategies
 from loopml.deploy.deployments import Deployment, get
 from loopml.deploy.rollout import RolloutController, compare_arms
 from loopml.deploy.routing import Routing
 from loopml.deploy.traffic import TrafficStats
-from loopml.errors import InvalidInput
+from loopml.errors import InvalidInput, LoopMLError, NotFound
 from loopml.serving import routers
 from loopml.serving.app import (
     Guard,
@@ -81,6 +82,7 @@ class DeploymentServer:
         self._inner = replace(settings, token=None)  # the guard here checks the token once
         self.router: Any = None
         self._shadow: routers.Shadow | None = None
+        self._missing = False  # the deployment was deleted while this server runs
         self.controller = RolloutController(
             ws, name, self.traffic, shadow_counts=self._shadow_counts
         )
@@ -90,7 +92,11 @@ class DeploymentServer:
             ["deployment", "version", "role"],
             registry=self.metrics.registry,
         )
-        self._switch_to(self.deployment)  # loads every version now: a bad one fails here
+        # Every version is loaded now: a stable one that fails stops the start (one line), a
+        # candidate that fails is rolled back, in the store, with the reason.
+        deployment, loaded = self._prepare(self.deployment, {})
+        self.servers.update(loaded)
+        self._switch_to(deployment)
         own = Starlette(
             routes=[
                 Route("/v2/health/live", lambda r: self._json({"live": True})),
@@ -140,13 +146,39 @@ class DeploymentServer:
         message = f"model {model} version {number} is not served by deployment {self.name!r}"
         return JSONResponse({"error": f"{message}; it serves {served}"}, status_code=404)
 
-    def _switch_to(self, deployment: Deployment) -> None:
-        """Load what `deployment` routes to and swap its router in."""
+    def _prepare(
+        self, deployment: Deployment, loaded: dict[str, ModelServer]
+    ) -> tuple[Deployment, dict[str, ModelServer]]:
+        """Load what `deployment` routes to that is not loaded yet (off the event loop: the
+        new servers are returned, not installed); roll back a candidate that fails to load.
+        Return the deployment to serve and the servers loaded."""
         routing = deployment.routing
-        wanted = [*routing.versions, *([routing.previous] if routing.previous else [])]
-        for version in wanted:
-            if version not in self.servers:
-                self.servers[version] = self._load(version)
+
+        def ensure(version: str) -> None:
+            if version not in self.servers and version not in loaded:
+                loaded[version] = self._load(version)
+
+        ensure(routing.stable)
+        if routing.candidate is not None:
+            try:
+                ensure(routing.candidate)
+            except LoopMLError as exc:
+                log.exception("deployment %s: a candidate failed to load; rolling back", self.name)
+                back = strategies.rollback(
+                    self.ws, self.name, reason=str(exc), details={"error": str(exc)},
+                    judged=deployment,
+                )  # fmt: skip
+                return self._prepare(back, loaded)
+        if routing.previous is not None:
+            try:
+                ensure(routing.previous)
+            except LoopMLError as exc:  # only a rollback to it will wait for a load
+                log.warning("deployment %s: %s", self.name, exc)
+        return deployment, loaded
+
+    def _switch_to(self, deployment: Deployment) -> None:
+        """Swap in the router of `deployment` (every version it routes to is loaded)."""
+        routing = deployment.routing
         self.router = self._build(routing)
         self.deployment = deployment
         self._weights.clear()
@@ -172,15 +204,28 @@ class DeploymentServer:
                 return routers.BlueGreen(stable, candidate)
             case "ab":
                 salt = f"{self.name}:{routing.stable}:{routing.candidate}"
-                return routers.Sticky(stable, candidate, routing.weight, routing.sticky, salt=salt)
-        self._shadow = routers.Shadow(stable, candidate)
+                return routers.Sticky(
+                    stable,
+                    candidate,
+                    routing.weight,
+                    routing.sticky,
+                    salt=salt,
+                    max_body=self.settings.max_body_bytes,
+                )
+        self._shadow = routers.Shadow(stable, candidate, max_body=self.settings.max_body_bytes)
         return self._shadow
 
     def _load(self, version: str) -> ModelServer:
         from loopml.registry import api
 
         model_name, _, number = version.rpartition("/")
-        loaded = api.load_model(f"models:/{model_name}/{number}")
+        try:
+            loaded = api.load_model(f"models:/{model_name}/{number}")
+        except Exception as exc:  # any failure of a user's model to load, as one clear line
+            raise LoopMLError(
+                f"model {version} could not be loaded ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else ''})"
+            ) from exc
         return ModelServer(
             loaded,
             name=model_name,
@@ -230,18 +275,23 @@ class DeploymentServer:
             await asyncio.sleep(self.poll_s)
             try:
                 latest = await asyncio.to_thread(self.controller.tick)
-                if latest.revision != self.deployment.revision:
+                self._missing = False
+                current = (self.deployment.id, self.deployment.revision)
+                if (latest.id, latest.revision) != current:  # a re-created one starts at 1
                     await self._follow_to(latest)
             except asyncio.CancelledError:
                 raise
+            except NotFound as exc:  # deleted: keep serving what it was, say so once
+                if not self._missing:
+                    log.warning("deployment %s: %s; serving its last routing", self.name, exc)
+                self._missing = True
             except Exception:  # a failed round must not stop the loop; it retries next second
                 log.exception("deployment %s: could not follow its routing", self.name)
 
-    async def _follow_to(self, deployment: Deployment) -> None:
+    async def _follow_to(self, latest: Deployment) -> None:
+        deployment, loaded = await asyncio.to_thread(self._prepare, latest, {})
+        self.servers.update(loaded)
         routing = deployment.routing
-        for version in (*routing.versions, routing.previous):
-            if version is not None and version not in self.servers:
-                self.servers[version] = await asyncio.to_thread(self._load, version)
         retired = set(self.servers) - {*routing.versions, routing.previous}
         self._switch_to(deployment)
         for version in retired:
@@ -265,6 +315,8 @@ class DeploymentServer:
         if routing.strategy == "ab":
             a, b = (self.traffic.window(v, since) for v in routing.versions)
             body["ab"] = compare_arms(a, b)
+            if isinstance(self.router, routers.Sticky) and routing.sticky:
+                body["ab"]["unkeyed"] = self.router.unkeyed  # split at random: no key sent
         if self._shadow is not None and routing.strategy == "shadow":
             body["shadow"] = self._shadow.counts.to_dict()
         return self._json(body)

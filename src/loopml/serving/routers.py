@@ -30,6 +30,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 PREVIEW = "/preview"
 ARM_HEADER = b"x-deployment-arm"
 MAX_SHADOWS_IN_FLIGHT = 64
+MAX_BODY_BYTES = 32 * 1024 * 1024  # what a router buffers to read a key or copy a request
 
 
 class Single:
@@ -73,9 +74,10 @@ class Sticky:
         key: str | None,
         *,
         salt: str,
+        max_body: int = MAX_BODY_BYTES,
         rng: random.Random | None = None,
     ) -> None:
-        self.a, self.b, self.weight, self.salt = a, b, weight, salt
+        self.a, self.b, self.weight, self.salt, self.max_body = a, b, weight, salt, max_body
         kind, _, name = (key or "").partition(":")
         self.kind, self.key = kind, name.lower() if kind == "header" else name
         self.unkeyed = 0
@@ -93,7 +95,9 @@ class Sticky:
         if self.kind == "header":
             key = _header(scope, self.key.encode())
         elif self.kind == "field":
-            body = await read_body(receive)
+            body = await _buffered(scope, receive, send, self.max_body)
+            if body is None:
+                return
             receive = replay(body)
             key = field_value(body, self.key)
         if key is None and self.kind:
@@ -154,8 +158,10 @@ class Shadow:
     answer is compared with the primary's and dropped. Both share the request id, so the
     prediction log pairs them."""
 
-    def __init__(self, primary: ASGIApp, shadow: ASGIApp) -> None:
-        self.primary, self.shadow = primary, shadow
+    def __init__(
+        self, primary: ASGIApp, shadow: ASGIApp, *, max_body: int = MAX_BODY_BYTES
+    ) -> None:
+        self.primary, self.shadow, self.max_body = primary, shadow, max_body
         self.counts = ShadowCounts()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -163,7 +169,9 @@ class Shadow:
         if scope["method"] != "POST":
             await self.primary(scope, receive, send)
             return
-        body = await read_body(receive)
+        body = await _buffered(scope, receive, send, self.max_body)
+        if body is None:
+            return
         scope = _with_request_id(scope)
         answer = _Captured(send)
         await self.primary(scope, replay(body), answer)
@@ -221,17 +229,48 @@ class _Captured:
         return b"".join(self.chunks)
 
 
-async def read_body(receive: Receive) -> bytes:
-    """Return the whole request body from `receive`."""
-    chunks = []
+async def read_body(receive: Receive, limit: int | None = None) -> bytes:
+    """Return the whole request body from `receive`; raise BodyTooLarge past `limit` bytes."""
+    chunks, size = [], 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             break
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if limit is not None and size > limit:
+            raise BodyTooLarge(limit)
+        chunks.append(chunk)
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
+
+
+class BodyTooLarge(Exception):
+    """A request body past the server's limit."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"the request body is over this server's limit of {limit:,} bytes; send fewer rows "
+            "per request, or start the server with a larger --max-body-mb"
+        )
+
+
+async def _buffered(scope: Scope, receive: Receive, send: Send, limit: int) -> bytes | None:
+    """Return the request body, or answer 413 (declared or read past `limit`) and return None."""
+    declared = _header(scope, b"content-length")
+    refused = declared is not None and declared.isdigit() and int(declared) > limit
+    if not refused:
+        try:
+            return await read_body(receive, limit)
+        except BodyTooLarge:
+            pass
+    body = json.dumps({"error": str(BodyTooLarge(limit))}).encode()
+    length = str(len(body)).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", length)]
+    await send({"type": "http.response.start", "status": 413, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+    return None
 
 
 def replay(body: bytes) -> Receive:

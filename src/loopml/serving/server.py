@@ -70,6 +70,8 @@ def serve_deployment(
     from loopml.deploy.deployments import get
 
     deployment = get(workspace(), name)
+    if port is not None and not 0 < port < 65536:
+        raise InvalidInput(f"port must be a whole number within 1..65535, not {port}")
     host = host or deployment.host
     check_bind(host, settings.token)
     server = create_deployment_server(name, settings)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -13,7 +14,7 @@ import loopml
 from loopml.core.workspace import Workspace
 from loopml.deploy import deployments, strategies
 from loopml.deploy.deployments import Deployment
-from loopml.deploy.routing import Routing
+from loopml.deploy.routing import Rollout, Routing
 from loopml.errors import AlreadyExists, InvalidInput, InvalidState, NotFound
 from loopml.registry import models
 
@@ -291,7 +292,8 @@ def test_promote_leaves_an_alias_it_cannot_move_safely(
 
 def test_ab_splits_traffic_sticky_by_a_request_key(reg: Workspace) -> None:
     _create(reg)
-    _refused(reg, InvalidInput, "both arms are m/1", strategies.ab, "d", "m/1", "m@champion")
+    _refused(reg, InvalidInput, "already serves", strategies.ab, "d", "m@champion")
+    _refused(reg, InvalidInput, "arm a must be the version", strategies.ab, "d", "m/3", a="m/2")
     for sticky in ["cookie:id", "header:", "header:a b", "x-user-id"]:
         _refused(
             reg,
@@ -299,12 +301,12 @@ def test_ab_splits_traffic_sticky_by_a_request_key(reg: Workspace) -> None:
             "header:NAME or field:NAME",
             strategies.ab,
             "d",
-            "m/1",
             "m/2",
+            a="m/1",
             sticky=sticky,
         )
     routing = strategies.ab(
-        reg, "d", "m@champion", "m/2", split=20.0, sticky="header:x-user-id", report_s=5.0
+        reg, "d", "m/2", a="m@champion", split=20.0, sticky="header:x-user-id", report_s=5.0
     ).routing
     assert (routing.strategy, routing.stable, routing.candidate) == ("ab", "m/1", "m/2")
     assert (routing.weight, routing.sticky, routing.report_s) == (20.0, "header:x-user-id", 5.0)
@@ -314,7 +316,7 @@ def test_ab_splits_traffic_sticky_by_a_request_key(reg: Workspace) -> None:
 
 def test_promote_of_an_ab_test_makes_arm_b_stable(reg: Workspace) -> None:
     _create(reg)
-    strategies.ab(reg, "d", "m/1", "m/2", sticky="field:user")
+    strategies.ab(reg, "d", "m/2", sticky="field:user")
     promoted = strategies.promote(reg, "d")
     assert promoted.routing == Routing("single", "m/2", previous="m/1")
     assert _champion(reg) == 2
@@ -369,3 +371,18 @@ def test_deployment_and_event_dicts_are_json(reg: Workspace) -> None:
     assert [e["kind"] for e in events] == ["created", "canary"]
     assert events[1]["routing"] == data["routing"]
     assert Routing.from_dict(events[1]["routing"]) == made.routing
+
+
+@pytest.mark.parametrize(
+    ("bounds", "message"),
+    [
+        ({"min_metrics": {"error_rate": 0.05}}, "error_rate is lower-is-better"),
+        ({"min_metrics": {"rmse": 1.0}}, "rmse is lower-is-better"),
+        ({"max_metrics": {"accuracy": 0.5}}, "accuracy is higher-is-better"),
+        ({"min_metrics": {"accuracy": 2.0}}, "share within 0..1"),
+        ({"max_metrics": {"mae": -1.0}}, "0 or more"),
+    ],
+)
+def test_live_metric_bounds_must_point_the_right_way(bounds: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        Rollout(steps=(50, 100), interval_s=60.0, **bounds)

@@ -311,9 +311,10 @@ def test_a_canary_steps_up_and_is_promoted_on_good_traffic(ws: Workspace) -> Non
 
 def test_bad_traffic_rolls_the_canary_back_with_the_numbers(reg: Workspace) -> None:
     clock, traffic = _canary(reg, max_p99_ms=100.0)
+    control = RolloutController(reg, "d", traffic, clock=clock)
     _serve(traffic, "m/2", clock.now, ok=20, failed=10, latency_ms=500)
     clock.advance(61)
-    back = RolloutController(reg, "d", traffic, clock=clock).tick()
+    back = control.tick()
     assert back.routing == Routing("single", "m/1")
     assert _champion(reg) == 1
     event = _events(reg)[-1]
@@ -345,12 +346,16 @@ def test_too_little_traffic_is_reported_once_per_report_interval(reg: Workspace)
 
 def test_a_new_controller_carries_on_from_the_stored_step(reg: Workspace) -> None:
     clock, traffic = _canary(reg, steps=(10, 50, 100))
+    first = RolloutController(reg, "d", traffic, clock=clock)
     clock.advance(61)
     _serve(traffic, "m/2", clock.now, ok=20)
-    assert RolloutController(reg, "d", traffic, clock=clock).tick().routing.weight == 50
-    restarted = RolloutController(reg, "d", TrafficStats(), clock=clock)  # as after a restart
-    clock.advance(61)
+    assert first.tick().routing.weight == 50
+    clock.advance(40)  # the server stops 40 s into the 60 s step, and starts again
+    restarted = RolloutController(reg, "d", TrafficStats(), clock=clock)
     _serve(restarted.traffic, "m/2", clock.now, ok=20)
+    clock.advance(30)  # the step's interval has passed, but not a full one since the restart
+    assert restarted.tick().routing.weight == 50
+    clock.advance(31)
     routing = restarted.tick().routing
     assert routing.rollout is not None
     assert (routing.rollout.step, routing.weight) == (2, 100)
@@ -397,7 +402,7 @@ def test_a_promotion_decided_on_a_stale_read_does_not_promote_another_canary(
 
 
 def test_an_ab_test_is_summarised_once_per_report_interval(reg: Workspace) -> None:
-    started = strategies.ab(reg, "d", "m/1", "m/2", report_s=30.0)
+    started = strategies.ab(reg, "d", "m/2", a="m/1", report_s=30.0)
     clock, traffic = Clock(started.updated_at), TrafficStats()
     _serve(traffic, "m/1", clock.now, ok=100, right=50)
     _serve(traffic, "m/2", clock.now, ok=100, right=95)
@@ -430,3 +435,16 @@ def test_a_shadow_is_summarised_from_its_counts(reg: Workspace) -> None:
     assert (event.kind, event.details) == ("shadow_result", counts)
     assert event.reason == "shadow agreed on 38 of 40 requests (95.0%)"
     assert deployments.get(reg, "d").routing.strategy == "shadow"
+
+
+def test_analysis_fails_a_candidate_that_refuses_what_the_stable_takes() -> None:
+    refusing = Window("m/2", 100, 0, (10.0,) * 100, (), (), refused=30)
+    stable = Window("m/1", 100, 0, (10.0,) * 100, (), (), refused=2)
+    verdict = analyse(_plan(), refusing, stable)
+    assert verdict.verdict == "fail"
+    assert "refused (4xx) rate 0.3000 > the stable version's 0.0200 + 0.01" in verdict.reason
+    # Callers that send bad requests to both alike are not the candidate's fault.
+    assert (
+        analyse(_plan(), refusing, Window("m/1", 100, 0, (10.0,) * 100, (), (), refused=29)).verdict
+        == "pass"
+    )

@@ -447,3 +447,27 @@ def test_replay_hands_the_body_once_then_waits_like_a_live_client() -> None:
         {"type": "http.request", "body": b'{"a": 1}', "more_body": False},
         True,
     )
+
+
+@pytest.mark.parametrize("kind", ["sticky", "shadow"])
+def test_a_router_that_reads_the_body_refuses_one_over_the_limit(kind: str) -> None:
+    a, b = Model("a"), Model("b")
+    router: Any = (
+        routers.Sticky(a, b, 50, "field:user", salt="s", max_body=100)
+        if kind == "sticky"
+        else routers.Shadow(a, b, max_body=100)
+    )
+    small, big = b'{"dataframe_records": [{"user": "u"}]}', b" " * 101
+    answers = post(router, [small, big])
+    assert answers[0].status_code == 200
+    assert answers[1].status_code == 413 and "limit of 100 bytes" in answers[1].json()["error"]
+    assert len(a.seen) + len(b.seen) == (1 if kind == "sticky" else 2)  # the big one reached none
+    # Sent in chunks without a declared length, and past the limit: refused all the same.
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/invocations", "headers": []}
+    asyncio.run(router(scope, receiver(more(b" " * 60), last(b" " * 60)), send))
+    assert sent[0]["status"] == 413
