@@ -153,7 +153,8 @@ class RolloutController:
                 record(self.ws, deployment, "shadow_result", counts, _agreement(counts))
         except InvalidState as exc:  # someone changed the routing meanwhile: judge it next round
             log.info("deployment %s: %s", self.name, exc)
-        return get(self.ws, self.name)
+            return get(self.ws, self.name)
+        return deployment
 
     def _judge_canary(self, deployment: Deployment, rollout: Rollout) -> Deployment:
         # A restarted server saw none of the step's earlier traffic: a full interval of its own.

@@ -182,21 +182,20 @@ def rollback(
     """
     deployment = get(ws, name) if judged is None else judged
     routing = deployment.routing
-    if routing.candidate is not None:
+    if routing.candidate is not None:  # off the candidate: the stable version stays
         back = Routing("single", routing.stable, previous=routing.previous)
         why = reason or f"{routing.candidate} rolled back; {routing.stable} takes all traffic"
-    elif routing.previous is not None:
-        back = Routing("single", routing.previous)
-        why = reason or f"back to {routing.previous} (from {routing.stable})"
-        return _moved_stable(
-            ws, deployment, routing=back, kind="rolled_back", reason=why, details=details
-        )
-    else:
+        return change(ws, deployment, back, kind="rolled_back", reason=why, details=details)
+    if routing.previous is None:
         raise InvalidState(
             f"deployment {name!r} has nothing to roll back to: {routing.describe()}, and no "
             "earlier version on record"
         )
-    return change(ws, deployment, back, kind="rolled_back", reason=why, details=details)
+    back = Routing("single", routing.previous)  # back past a switch or promotion
+    why = reason or f"back to {routing.previous} (from {routing.stable})"
+    return _moved_stable(
+        ws, deployment, routing=back, kind="rolled_back", reason=why, details=details
+    )
 
 
 def _moved_stable(

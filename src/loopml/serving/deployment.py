@@ -314,7 +314,7 @@ class DeploymentServer:
         body: dict[str, Any] = {**deployment.to_dict(), "live": live}
         if routing.strategy == "ab":
             a, b = (self.traffic.window(v, since) for v in routing.versions)
-            body["ab"] = compare_arms(a, b)
+            body["ab"] = await asyncio.to_thread(compare_arms, a, b)  # off the event loop
             if isinstance(self.router, routers.Sticky) and routing.sticky:
                 body["ab"]["unkeyed"] = self.router.unkeyed  # split at random: no key sent
         if self._shadow is not None and routing.strategy == "shadow":
