@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check lint typecheck unit bench bench-data bench-pipelines bench-registry bench-serving clean
+.PHONY: demo test check lint typecheck unit bench bench-data bench-pipelines bench-registry bench-serving bench-drift clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,10 @@ bench-registry: $(STAMP)
 ## Serve one forest with LoopML and `mlflow models serve`: req/s, p50, p99 (uses .venv-mlflow/).
 bench-serving: $(STAMP)
 	$(BIN)/python benchmarks/serving.py
+
+## Drift on 100k x 25 columns: LoopML against Evidently 0.7.23 (uses .venv-evidently/).
+bench-drift: $(STAMP)
+	$(BIN)/python benchmarks/drift.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -11,7 +11,10 @@ promoted to champion past a validation gate, which then refuses a weaker model; 
 evaluation (metrics, slices, fairness, importance) is an HTML report. Finally the champion is
 deployed behind a local server, and the weaker model goes out as a canary on live, labelled
 traffic: the rollout controller promotes it or rolls it back on its live accuracy, and the
-deployment's history is an HTML report. Everything lands in ./demo-output/.
+deployment's history is an HTML report. A monitor then watches the deployment against the
+training data: held-out traffic passes, traffic from a "recalibrated scanner" (every feature
+30 % high) drifts and loses accuracy, alerts fire, and the monitor's report draws it. Everything
+lands in ./demo-output/.
 """
 
 from __future__ import annotations
@@ -260,6 +263,7 @@ def deploy_champion(test: object, champion_accuracy: float) -> None:
                 answer = client.post("/invocations", json={"dataframe_records": [row]})
                 feedback = {"request_id": answer.headers["x-request-id"], "label": label}
                 client.post("/feedback", json=feedback)
+    watch(url, test)
     server.should_exit = True
     thread.join()
     events = deployments.history(ws, "breast-cancer")
@@ -270,6 +274,62 @@ def deploy_champion(test: object, champion_accuracy: float) -> None:
     (OUT / "deployment.html").write_text(
         render_deployment(deployments.get(ws, "breast-cancer"), events), encoding="utf-8"
     )
+
+
+def watch(url: str, test: object, window_s: int = 3) -> None:
+    """Monitor the deployment against its training data: one window of held-out traffic, then
+    one where a recalibrated scanner reads every feature 30 % high; print the windows and the
+    alerts, write the monitor's report."""
+    import httpx
+
+    from loopml.core.workspace import workspace
+    from loopml.monitoring import monitors, windows
+    from loopml.monitoring.report import render_monitor
+
+    ws = workspace()
+    monitor = monitors.create(
+        ws,
+        "breast-cancer-watch",
+        deployment="breast-cancer",
+        reference="breast-cancer@v1",
+        window=f"{window_s}s",
+        alerts=["drift_share > 0.3", "accuracy < 0.9"],
+        files=[OUT / "alerts.jsonl"],
+    )
+    console.print(
+        f"Monitor {monitor.name}: {len(monitor.columns)} columns against {monitor.reference}, "
+        f"{window_s}s windows, alerts when {' or '.join(monitor.settings['rules'])}"
+    )
+    features = test.drop(columns=["target", "clinic"])  # type: ignore[attr-defined]
+    labels = test["target"].tolist()  # type: ignore[index]
+    with httpx.Client(base_url=url) as client:
+        for frame in (features, features * 1.3):
+            time.sleep(window_s - time.time() % window_s + 0.05)  # a window of its own
+            for row, label in zip(frame.to_dict("records"), labels, strict=True):
+                answer = client.post("/invocations", json={"dataframe_records": [row]})
+                feedback = {"request_id": answer.headers["x-request-id"], "label": label}
+                client.post("/feedback", json=feedback)
+    time.sleep(window_s - time.time() % window_s + 1.2)  # the last window closes, the log flushes
+    result = windows.run(ws, monitor.name, since_s=3 * window_s)
+    table = Table(title=f"{monitor.name}: windows with traffic", header_style="bold")
+    for column in ("window (UTC)", "rows", "drift share", "prediction drift", "accuracy"):
+        table.add_column(column)
+    for found in result.windows:
+        if not found.rows:
+            continue
+        metrics = found.metrics
+        table.add_row(
+            time.strftime("%H:%M:%S", time.gmtime(found.start_ms / 1000)),
+            str(found.rows),
+            f"{metrics['drift_share']:.2f}" if metrics["drift_share"] is not None else "-",
+            "yes" if metrics.get("prediction_drifted") else "no",
+            f"{metrics['accuracy']:.3f}" if metrics.get("accuracy") is not None else "-",
+        )
+    console.print(table)  # the alerts were logged as they fired (the monitor's log notifier)
+    page = render_monitor(
+        monitor, monitors.windows(ws, monitor.name), monitors.alert_events(ws, monitor.name)
+    )
+    (OUT / "monitor.html").write_text(page, encoding="utf-8")
 
 
 def main() -> None:
@@ -323,6 +383,7 @@ def main() -> None:
     console.print(f"The champion's evaluation: {(OUT / 'evaluation.html').resolve()}")
     console.print(f"The gate that refused the weaker model: {(OUT / 'gate.html').resolve()}")
     console.print(f"The canary's rollout: {(OUT / 'deployment.html').resolve()}")
+    console.print(f"Drift, accuracy and alerts in production: {(OUT / 'monitor.html').resolve()}")
     console.print(
         f"Explore it yourself:  cd {OUT} && ../.venv/bin/loopml runs list   "
         f"(or: loopml runs show {champion.id[:8]}, loopml data log breast-cancer, "
@@ -330,8 +391,9 @@ def main() -> None:
         f"breast-cancer@v1, loopml pipelines runs, loopml pipelines show {best_trial[:8]}, "
         "loopml models show breast-cancer@champion, "
         "loopml models alias breast-cancer champion --history, loopml deploy history "
-        "breast-cancer, loopml models evaluations "
-        "breast-cancer)"
+        "breast-cancer, loopml models evaluations breast-cancer, loopml monitor status "
+        "breast-cancer-watch, loopml monitor alerts, loopml drift breast-cancer@v1 "
+        "breast-cancer-test@v1)"
     )
 
 

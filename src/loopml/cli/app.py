@@ -16,6 +16,7 @@ from loopml.cli import (
     evaluation,
     experiments,
     models,
+    monitor,
     pipelines,
     predict,
     runs,
@@ -38,6 +39,8 @@ app.add_typer(data.app, name="data")
 app.add_typer(pipelines.app, name="pipelines")
 app.add_typer(models.app, name="models")
 app.add_typer(deploy.app, name="deploy")
+app.add_typer(monitor.app, name="monitor")
+app.command("drift")(monitor.drift_command)
 
 _debug: ContextVar[bool] = ContextVar("loopml_cli_debug", default=False)
 

@@ -36,6 +36,7 @@ from loopml.deploy.rollout import RolloutController, compare_arms
 from loopml.deploy.routing import Routing
 from loopml.deploy.traffic import TrafficStats
 from loopml.errors import InvalidInput, LoopMLError, NotFound
+from loopml.monitoring.prometheus import MonitorCollector
 from loopml.serving import routers
 from loopml.serving.app import (
     Guard,
@@ -92,6 +93,8 @@ class DeploymentServer:
             ["deployment", "version", "role"],
             registry=self.metrics.registry,
         )
+        # Drift, live performance and alert states of this deployment's monitors, beside it.
+        self.metrics.registry.register(MonitorCollector(ws, name))
         # Every version is loaded now: a stable one that fails stops the start (one line), a
         # candidate that fails is rolled back, in the store, with the reason.
         deployment, loaded = self._prepare(self.deployment, {})
@@ -303,7 +306,9 @@ class DeploymentServer:
         return self._json({"name": "loopml", "version": loopml.__version__, "extensions": []})
 
     async def _metrics(self, request: Request) -> Response:
-        return Response(self.metrics.exposition(), media_type=CONTENT_TYPE)
+        # The monitor gauges may read the store: off the event loop.
+        body = await asyncio.to_thread(self.metrics.exposition)
+        return Response(body, media_type=CONTENT_TYPE)
 
     async def _status(self, request: Request) -> Response:
         """Return the routing and the live numbers per version (and the A/B or shadow result)."""

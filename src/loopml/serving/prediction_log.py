@@ -11,7 +11,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -299,16 +299,66 @@ def read_labelled(
     """Return the logged rows that have feedback, each with the latest `label` of its request."""
     predictions = read_predictions(root, deployment, since=since, until=until)
     # Feedback arrives after its prediction, so any day from `since` on may hold it.
+    labels = read_feedback(root, deployment, since=since)
+    if labels.empty or predictions.empty:
+        return predictions.iloc[0:0].assign(label=pd.Series(dtype=object))
+    return predictions.merge(labels.reset_index(), on="request_id", how="inner")
+
+
+def iter_predictions(
+    root: Path,
+    deployment: str,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    batch_rows: int = 65_536,
+    on_file: Callable[[Path], None] | None = None,
+) -> Iterator[pd.DataFrame]:
+    """Yield the logged rows of `deployment` with since <= ts < until in chunks of at most
+    `batch_rows` rows, file by file, so a long log is read in bounded memory; `on_file` is
+    called with each file once it is read."""
+    import pyarrow.parquet as pq
+
+    name = _check_name(deployment)
+    start, end = _utc(since, "since"), _utc(until, "until")
+    for path in _files(Path(root) / f"deployment={name}", start, end):
+        try:
+            batches = pq.ParquetFile(path).iter_batches(batch_size=batch_rows)
+            for batch in batches:
+                frame = batch.to_pandas()
+                if start is not None:
+                    frame = frame[frame["ts"] >= pd.Timestamp(start)]
+                if end is not None:
+                    frame = frame[frame["ts"] < pd.Timestamp(end)]
+                if not frame.empty:
+                    yield frame
+        except (ValueError, OSError, TypeError, NotImplementedError) as exc:
+            log.warning("prediction log skipped unreadable file %s: %s", path, exc)
+        if on_file is not None:
+            on_file(path)
+
+
+def log_files(
+    root: Path, deployment: str, *, since: datetime | None = None, until: datetime | None = None
+) -> list[Path]:
+    """Return the files that may hold rows of `deployment` with since <= ts < until."""
+    base = Path(root) / f"deployment={_check_name(deployment)}"
+    return list(_files(base, _utc(since, "since"), _utc(until, "until")))
+
+
+def read_feedback(root: Path, deployment: str, *, since: datetime | None = None) -> pd.Series:
+    """Return the latest label of each request with feedback sent on or after `since`'s day,
+    indexed by request id."""
     base = Path(root) / "feedback" / f"deployment={_check_name(deployment)}"
     feedback = _read(base, _utc(since, "since"), None)
-    if feedback.empty or predictions.empty:
-        return predictions.iloc[0:0].assign(label=pd.Series(dtype=object))
+    if feedback.empty:
+        return pd.Series(dtype=object, name="label")
     latest = feedback.sort_values("ts", kind="stable").drop_duplicates("request_id", keep="last")
-    return predictions.merge(latest[["request_id", "label"]], on="request_id", how="inner")
+    return latest.set_index("request_id")["label"]
 
 
-def _read(base: Path, start: datetime | None, end: datetime | None) -> pd.DataFrame:
-    frames = []
+def _files(base: Path, start: datetime | None, end: datetime | None) -> Iterator[Path]:
+    """Yield the log's files in the day partitions from `start`'s day to `end`'s."""
     for folder in sorted(base.glob("date=*")):
         try:
             day = date.fromisoformat(folder.name.removeprefix("date="))
@@ -316,13 +366,18 @@ def _read(base: Path, start: datetime | None, end: datetime | None) -> pd.DataFr
             continue  # not a partition this log wrote
         if (start is not None and day < start.date()) or (end is not None and day > end.date()):
             continue
-        for path in sorted(folder.glob("part-*.parquet")):
-            try:
-                frames.append(pd.read_parquet(path, engine="pyarrow"))
-            # pyarrow's errors subclass these builtins (ArrowInvalid is a ValueError, ArrowIOError
-            # an OSError); one bad file must not hide the rest of the log.
-            except (ValueError, OSError, TypeError, NotImplementedError) as exc:
-                log.warning("prediction log skipped unreadable file %s: %s", path, exc)
+        yield from sorted(folder.glob("part-*.parquet"))
+
+
+def _read(base: Path, start: datetime | None, end: datetime | None) -> pd.DataFrame:
+    frames = []
+    for path in _files(base, start, end):
+        try:
+            frames.append(pd.read_parquet(path, engine="pyarrow"))
+        # pyarrow's errors subclass these builtins (ArrowInvalid is a ValueError, ArrowIOError
+        # an OSError); one bad file must not hide the rest of the log.
+        except (ValueError, OSError, TypeError, NotImplementedError) as exc:
+            log.warning("prediction log skipped unreadable file %s: %s", path, exc)
     frames = [frame for frame in frames if not frame.empty]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
@@ -466,4 +521,11 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-__all__ = ["PredictionLog", "read_labelled", "read_predictions"]
+__all__ = [
+    "PredictionLog",
+    "iter_predictions",
+    "log_files",
+    "read_feedback",
+    "read_labelled",
+    "read_predictions",
+]

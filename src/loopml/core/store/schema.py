@@ -387,6 +387,60 @@ class DeploymentEvent(Base):
     __table_args__ = (Index("ix_deployment_events_deployment", "deployment_id", "id"),)
 
 
+class Monitor(Base):
+    """What watches a deployment: its reference profile, window, alert rules and notifiers."""
+
+    __tablename__ = "monitors"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    deployment: Mapped[str] = mapped_column(String(200))  # by name: history outlives it
+    reference: Mapped[str] = mapped_column(String(500))  # the dataset ref the profile came from
+    model: Mapped[str] = mapped_column(String(250))  # NAME/N whose outputs are the reference
+    window_s: Mapped[int] = mapped_column(Integer)
+    settings: Mapped[str] = mapped_column(Text)  # JSON: rules, notifiers, drift options
+    profile: Mapped[str] = mapped_column(Text)  # JSON of the fitted drift references
+    judged_until: Mapped[int] = mapped_column(BigInteger, default=0)  # alerts judged up to here
+    user: Mapped[str] = mapped_column(String(250), default="")
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class MonitorWindow(Base):
+    """One window's results: metrics alerts read, and the details reports draw."""
+
+    __tablename__ = "monitor_windows"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    monitor_id: Mapped[int] = mapped_column(ForeignKey("monitors.id", ondelete="CASCADE"))
+    start_ms: Mapped[int] = mapped_column(BigInteger)
+    end_ms: Mapped[int] = mapped_column(BigInteger)
+    rows: Mapped[int] = mapped_column(Integer)
+    complete: Mapped[bool] = mapped_column(Boolean)  # False while the window is still open
+    metrics: Mapped[str] = mapped_column(Text)  # JSON {name: number or null}
+    details: Mapped[str] = mapped_column(Text)  # JSON: per-column drift, distributions, versions
+    computed_at: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (UniqueConstraint("monitor_id", "start_ms"),)
+
+
+class AlertEvent(Base):
+    """A rule of a monitor that started firing or resolved, at one window."""
+
+    __tablename__ = "alert_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    monitor_id: Mapped[int] = mapped_column(ForeignKey("monitors.id", ondelete="CASCADE"))
+    rule: Mapped[str] = mapped_column(String(500))
+    state: Mapped[str] = mapped_column(String(16))  # firing | resolved
+    value: Mapped[float | None] = mapped_column(Float)
+    window_start: Mapped[int] = mapped_column(BigInteger)
+    message: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_alert_events_monitor", "monitor_id", "id"),)
+
+
 # Core tables, for the statements on hot paths (no ORM unit of work involved).
 experiments = cast(Table, Experiment.__table__)
 runs = cast(Table, Run.__table__)
@@ -409,3 +463,6 @@ alias_events = cast(Table, AliasEvent.__table__)
 evaluations = cast(Table, Evaluation.__table__)
 deployments = cast(Table, Deployment.__table__)
 deployment_events = cast(Table, DeploymentEvent.__table__)
+monitors = cast(Table, Monitor.__table__)
+monitor_windows = cast(Table, MonitorWindow.__table__)
+alert_events = cast(Table, AlertEvent.__table__)
