@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 
@@ -16,6 +17,7 @@ def seeded(ws: Workspace) -> dict[str, str]:
     """Twelve runs in 'churn' and one in 'other'; returns run names to ids."""
     ids = {}
     for i in range(12):
+        time.sleep(0.002)  # start times are milliseconds: each run gets one of its own
         with loopml.start_run("churn", run_name=f"r{i:02d}") as run:
             run.log_params({"max_depth": i % 4, "model": "rf" if i % 2 else "Gbm"})
             if i % 3 == 0:
