@@ -54,9 +54,10 @@ bench-registry: $(STAMP)
 bench-serving: $(STAMP)
 	$(BIN)/python benchmarks/serving.py
 
-## Drift on 100k x 25 columns: LoopML against Evidently 0.7.23 (uses .venv-evidently/).
+## Drift on 100k x 25 columns against Evidently 0.7.23 (.venv-evidently/); monitor runs at 2 sizes.
 bench-drift: $(STAMP)
 	$(BIN)/python benchmarks/drift.py
+	$(BIN)/python benchmarks/monitor.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
