@@ -309,7 +309,8 @@ def watch(url: str, test: object, window_s: int = 3) -> None:
                 answer = client.post("/invocations", json={"dataframe_records": [row]})
                 feedback = {"request_id": answer.headers["x-request-id"], "label": label}
                 client.post("/feedback", json=feedback)
-    time.sleep(window_s - time.time() % window_s + 1.2)  # the last window closes, the log flushes
+    # The last window closes and the prediction log settles (a run waits 2.5 s for it).
+    time.sleep(window_s - time.time() % window_s + 2.7)
     result = windows.run(ws, monitor.name, since_s=3 * window_s)
     table = Table(title=f"{monitor.name}: windows with traffic", header_style="bold")
     for column in ("window (UTC)", "rows", "drift share", "prediction drift", "accuracy"):

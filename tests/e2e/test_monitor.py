@@ -124,7 +124,7 @@ def test_a_shift_in_live_traffic_fires_one_alert_that_reaches_the_webhook(
     next_window()
     send(server, rng.normal(size=(40, 3)) + 3.0)  # shifted: every column drifts
     next_window()
-    time.sleep(1.5)  # the prediction log writes within a second
+    time.sleep(2.7)  # a window is complete once the prediction log has settled (2.5 s)
     ran = loopml_json("monitor", "run", "watch", "--since", "30s", "--json", cwd=workspace)
     busy = [w for w in ran["windows"] if w["rows"] >= 30]
     assert len(busy) == 2, ran["windows"]
@@ -200,7 +200,8 @@ def test_drift_between_two_files(workspace: Path) -> None:
         (("--alert", "drift.nothing > 0.1"), "no column 'nothing'"),
         (("--window", "soon"), "is not a duration"),
         (("--webhook", "ftp://example"), "is not an http(s) URL"),
-        (("--column", "x9"), "lacks column(s) 'x9'"),
+        (("--column", "x9"), "'x9' are not inputs of the deployed model"),
+        (("--alert-file", "reference.csv/alerts.jsonl"), "is a file, not a folder"),
     ],
 )
 def test_a_bad_monitor_is_refused_with_one_line_and_not_stored(
@@ -226,3 +227,14 @@ def test_unknown_names_and_files_are_one_line_errors(workspace: Path) -> None:
         cwd=workspace, expect=1,
     )  # fmt: skip
     assert "no deployment 'ghost'" in one_error_line(no_deployment)
+
+
+def test_a_monitor_may_watch_some_of_the_model_inputs(workspace: Path) -> None:
+    loopml(
+        "monitor", "create", "some", "--deployment", "clf", "--reference", "reference.csv",
+        "--column", "x1", "--alert", "drift.x1 > 0.5", cwd=workspace,
+    )  # fmt: skip
+    shown = loopml_json("monitor", "status", "some", "--json", cwd=workspace)
+    assert shown["columns"] == ["x1"]
+    assert shown["rules"] == ["drift.x1 > 0.5"]
+    loopml("monitor", "delete", "some", cwd=workspace)

@@ -126,15 +126,24 @@ def run(
     as_json: JsonOption = False,
 ) -> None:
     """Compute the windows of a monitor from the prediction log, store them, raise alerts."""
-    from loopml.cli.output import print_json
+    from loopml.cli.output import console, print_json
     from loopml.core.durations import seconds
+    from loopml.errors import LoopMLError
     from loopml.monitoring import monitors, windows
 
     ws = _ws()
     since_s = None if since is None else seconds(since)
     pause = None if every is None else seconds(every)
     while True:
-        result = windows.run(ws, name, since_s=since_s, progress=not as_json)
+        try:
+            result = windows.run(ws, name, since_s=since_s, progress=not as_json)
+        except LoopMLError as exc:
+            if pause is None:
+                raise
+            # A loop that runs for weeks outlives a bad minute (a store restart, a bad file).
+            console.print(f"error: {exc}; trying again in {every}", markup=False)
+            time.sleep(pause)
+            continue
         if as_json:
             print_json(
                 {
@@ -290,6 +299,14 @@ def delete(name: NameArg) -> None:
 def drift_command(
     reference: Annotated[str, typer.Argument(help="Reference rows: dataset version or file.")],
     current: Annotated[str, typer.Argument(help="Current rows: dataset version or file.")],
+    reference_file: Annotated[
+        str | None,
+        typer.Option("--reference-file", help="The file of a REFERENCE version with several."),
+    ] = None,
+    current_file: Annotated[
+        str | None,
+        typer.Option("--current-file", help="The file of a CURRENT version with several."),
+    ] = None,
     column: Annotated[
         list[str] | None, typer.Option("--column", help="Compare only this column (repeatable).")
     ] = None,
@@ -306,7 +323,8 @@ def drift_command(
     from loopml.monitoring.table_drift import drift
 
     ws = _ws()
-    before, after = read_table(ws, reference), read_table(ws, current)
+    before = read_table(ws, reference, file=reference_file)
+    after = read_table(ws, current, file=current_file, allow_empty=True)
     found = drift(before.frame, after.frame, columns=column, drift_share=drift_share)
     if html is not None:
         page = render_drift(

@@ -101,8 +101,11 @@ def load_model(ws: Workspace, uri: str) -> Model:
     return Model(record.uri, load(ws, package), record.name, record.version)
 
 
-def read_table(ws: Workspace, data: DataLike, *, file: str | None = None) -> Table:
-    """Return the rows `data` names: a dataset version, a CSV/Parquet file or a DataFrame."""
+def read_table(
+    ws: Workspace, data: DataLike, *, file: str | None = None, allow_empty: bool = False
+) -> Table:
+    """Return the rows `data` names: a dataset version, a CSV/Parquet file or a DataFrame
+    (with at least one row unless `allow_empty`)."""
     from loopml.data import versions
     from loopml.data.tables import read_table as read_file
 
@@ -122,7 +125,7 @@ def read_table(ws: Workspace, data: DataLike, *, file: str | None = None) -> Tab
         )
     if version is not None:
         frame, label = version.to_pandas(file), version.ref
-    if frame.empty:
+    if frame.empty and not allow_empty:
         raise InvalidInput(f"{label} has no rows to evaluate on")
     return Table(frame, label, version, frame_digest(frame))
 

@@ -14,10 +14,12 @@ import json
 import logging
 import math
 import operator
+import os
 import re
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
@@ -69,7 +71,8 @@ METRICS = (
 )
 _RULE = re.compile(r"\s*([A-Za-z_][\w.\-]*)\s*(>=|<=|==|!=|>|<)\s*(\S+)\s*")
 WEBHOOK_TRIES = 4
-WEBHOOK_TIMEOUT_S = 5.0
+WEBHOOK_TIMEOUT_S = 5.0  # per connect and per read
+WEBHOOK_DEADLINE_S = 30.0  # a delivery, its retries included, gives up after this long
 
 
 @dataclass(frozen=True)
@@ -202,8 +205,21 @@ class FileNotifier(Notifier):
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path).expanduser().resolve()
-        if self.path.is_dir():
-            raise InvalidInput(f"alert file {self.path} is a folder; name a file to append to")
+
+    @classmethod
+    def checked(cls, path: str | Path) -> FileNotifier:
+        """Return a notifier for `path` once it is a file that can be written (made)."""
+        made = cls(path)
+        if made.path.is_dir():
+            raise InvalidInput(f"alert file {made.path} is a folder; name a file to append to")
+        existing = next(p for p in (made.path, *made.path.parents) if p.exists())
+        if existing != made.path and not existing.is_dir():
+            raise InvalidInput(
+                f"alert file {made.path} cannot be made: {existing} is a file, not a folder"
+            )
+        if not os.access(existing, os.W_OK):
+            raise InvalidInput(f"alert file {made.path} cannot be written: {existing} is read-only")
+        return made
 
     def send(self, alert: Alert) -> None:
         """Append one event."""
@@ -227,7 +243,13 @@ class WebhookNotifier(Notifier):
     kind = "webhook"
 
     def __init__(self, url: str, *, tries: int = WEBHOOK_TRIES, backoff_s: float = 0.5) -> None:
-        if not isinstance(url, str) or not re.match(r"https?://[^\s/]+", url):
+        parts = urllib.parse.urlsplit(url) if isinstance(url, str) else None
+        if (
+            parts is None
+            or parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or re.search(r"\s", url)
+        ):
             raise InvalidInput(
                 f"webhook {url!r} is not an http(s) URL; use e.g. http://127.0.0.1:9000/hook"
             )
@@ -240,12 +262,20 @@ class WebhookNotifier(Notifier):
         thread.start()
         self._threads.append(thread)
 
-    def wait(self, timeout: float | None = None) -> None:
-        """Wait for the deliveries started so far (a short-lived process calls this)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+    def wait(self, timeout: float = WEBHOOK_DEADLINE_S + WEBHOOK_TIMEOUT_S) -> None:
+        """Wait, at most `timeout` seconds, for the deliveries started so far (a short-lived
+        process calls this before it exits); say which are left behind."""
+        deadline = time.monotonic() + timeout
         for thread in self._threads:
-            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            thread.join(max(0.0, deadline - time.monotonic()))
         self._threads = [t for t in self._threads if t.is_alive()]
+        if self._threads:
+            log.error(
+                "webhook %s: %d alert(s) still not delivered after %.0f s; given up",
+                self.url,
+                len(self._threads),
+                timeout,
+            )
 
     def _deliver(self, alert: Alert) -> None:
         body = json.dumps(alert.to_dict(), allow_nan=False).encode()
@@ -253,9 +283,17 @@ class WebhookNotifier(Notifier):
             self.url, data=body, headers={"Content-Type": "application/json"}, method="POST"
         )
         problem = ""
+        # A hook that trickles its answer resets the read timeout on every byte: each try is
+        # also bounded by what is left of the delivery's deadline.
+        deadline = time.monotonic() + WEBHOOK_DEADLINE_S
         for attempt in range(self.tries):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                problem = f"no answer within {WEBHOOK_DEADLINE_S:.0f} s"
+                break
             try:
-                with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_S) as answer:  # noqa: S310
+                timeout = min(WEBHOOK_TIMEOUT_S, left)
+                with urllib.request.urlopen(request, timeout=timeout) as answer:  # noqa: S310
                     if answer.status < 300:
                         return
                     problem = f"HTTP {answer.status}"

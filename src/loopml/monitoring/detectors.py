@@ -10,7 +10,8 @@ them back from `get_params`, so a stored result can be re-created.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import asdict, dataclass, replace
 from importlib import metadata
 from typing import Any, ClassVar, Self
 
@@ -29,6 +30,9 @@ from loopml.monitoring.sketch import (
 
 MIN_STD = 0.001  # Wasserstein is divided by max(reference std, MIN_STD)
 MIN_ROWS = 30  # fewer current values than this give no verdict
+# The 95th percentile of the normalised Wasserstein distance between two samples of one
+# distribution is about 2.2 * sqrt(1/n + 1/m) (simulated: normal, lognormal, uniform).
+CHANCE_WASSERSTEIN = 2.2
 ENTRY_POINT_GROUP = "loopml.detectors"
 BUILT_IN: dict[str, str] = {
     "ks": "loopml.monitoring.detectors:KolmogorovSmirnov",
@@ -92,12 +96,30 @@ class Detector:
         """Return the verdict on `current`: a sketch from `sketch`, or a column."""
         reference = self._fitted()
         sketch = self._sketch(current, reference)
-        if sketch.n < self.min_rows:
-            note = f"too few values to judge ({sketch.n} < {self.min_rows})"
-            return Score(self.name, None, self.threshold, None, note=note)
         if not reference.n:
             return Score(self.name, None, self.threshold, None, note="reference has no values")
-        return self._score(reference, sketch)
+        if sketch.n < self.min_rows:
+            note = f"too few values to judge ({sketch.n} < {self.min_rows})"
+            if getattr(sketch, "infinite", 0):
+                note += f"; {sketch.infinite} infinite value(s) left out"
+            return Score(self.name, None, self.threshold, None, note=note)
+        found = self._score(reference, sketch)
+        chance = self.chance(reference, sketch.n)
+        if not found.drift or found.statistic is None or found.statistic >= chance:
+            return found
+        # Over the threshold, but no further than chance alone takes a sample this small.
+        note = (
+            f"no verdict: {found.statistic:.3g} is within what chance gives {sketch.n} values "
+            f"one time in 20 ({chance:.3g}); more values will tell"
+        )
+        return replace(found, drift=None, note=note)
+
+    def chance(self, reference: Any, n: int) -> float:
+        """Return the statistic that chance alone exceeds one time in 20 between `reference`
+        and `n` values of its own distribution. A distance between two samples of one
+        distribution shrinks with their sizes but is never zero; a p-value test accounts for
+        its sample sizes itself (0)."""
+        return 0.0
 
     def _fitted(self) -> Any:
         try:
@@ -187,6 +209,13 @@ class Wasserstein(_Numeric):
     name = "wasserstein"
     default_threshold = 0.1
 
+    def chance(self, reference: NumericSketch, n: int) -> float:
+        """Return about 2.2 * sqrt(1/n + 1/m) (0 for a constant reference: a sample of it is
+        the same constant)."""
+        if reference.edges.size == 1:
+            return 0.0
+        return CHANCE_WASSERSTEIN * math.sqrt(1 / n + 1 / reference.n)
+
     def _score(self, reference: NumericSketch, current: NumericSketch) -> Score:
         distance = wasserstein(reference, current) / max(reference.std() or 0.0, MIN_STD)
         return Score(self.name, distance, self.threshold, distance >= self.threshold)
@@ -209,6 +238,10 @@ class PopulationStability(_Numeric):
     def get_params(self) -> dict[str, Any]:
         """Return the settings this detector was made with."""
         return {**super().get_params(), "buckets": self.buckets}
+
+    def chance(self, reference: NumericSketch, n: int) -> float:
+        """Return about chi2_95(buckets - 1) * (1/n + 1/m)."""
+        return _chi2_95(self.buckets - 1) * (1 / n + 1 / reference.n)
 
     def _score(self, reference: NumericSketch, current: NumericSketch) -> Score:
         ref_cdf, cur_cdf = reference.cdf(), current.cdf()
@@ -250,6 +283,11 @@ class JensenShannon(_Categorical):
 
     name = "jensenshannon"
     default_threshold = 0.1
+
+    def chance(self, reference: CategoricalSketch, n: int) -> float:
+        """Return about sqrt(chi2_95(k - 1) * (1/n + 1/m) / (8 ln 2)) for k categories."""
+        spread = _chi2_95(max(len(reference.counts), 2) - 1) * (1 / n + 1 / reference.n)
+        return math.sqrt(spread / (8 * math.log(2)))
 
     def _score(self, reference: CategoricalSketch, current: CategoricalSketch) -> Score:
         ref, cur = _aligned(reference, current)
@@ -321,6 +359,13 @@ def default_method(kind: str, distinct: int, reference_rows: int) -> str:
     if kind == NUMERIC and distinct > 5:
         return "ks" if small else "wasserstein"
     return "chisquare" if small else "jensenshannon"
+
+
+def _chi2_95(dof: int) -> float:
+    """Return the 95th percentile of chi-squared with `dof` degrees (Wilson-Hilferty: within
+    a few percent, and no SciPy import where none is needed)."""
+    k = max(dof, 1)
+    return float(k * (1 - 2 / (9 * k) + 1.645 * math.sqrt(2 / (9 * k))) ** 3)
 
 
 def _aligned(

@@ -38,6 +38,7 @@ from loopml.tracking.current import current_user
 _M = db.monitors
 _W = db.monitor_windows
 _A = db.alert_events
+MAX_WINDOW_S = 366 * 86400
 PREDICTION = "prediction"  # the name the model's output goes by in a monitor's results
 
 
@@ -138,15 +139,15 @@ def create(
         raise InvalidInput(f"task must be one of {', '.join(TASKS)}, not {task!r}")
     notifiers: list[Notifier] = [LogNotifier()]
     notifiers += [WebhookNotifier(url) for url in webhooks]
-    notifiers += [FileNotifier(path) for path in files]
+    notifiers += [FileNotifier.checked(path) for path in files]
     found = get_deployment(ws, deployment)
     stable = found.routing.stable
     model = load_model(ws, f"models:/{stable}")
     table = read_table(ws, reference, file=file)
     frame = table.frame
-    features = _features(model.loaded, frame, columns)
+    taken, features = _features(model.loaded, frame, columns)
     inputs = Reference(columns=features, drift_share=drift_share, min_rows=min_rows).fit(frame)
-    predicted = _outputs(model.loaded.predict(frame[features]))
+    predicted = _outputs(model.loaded.predict(frame[taken]))
     import pandas as pd
 
     outputs = Reference(min_rows=min_rows).fit(pd.DataFrame({PREDICTION: predicted}))
@@ -170,7 +171,7 @@ def create(
                 insert(_M).values(
                     name=name,
                     deployment=deployment,
-                    reference=table.label,
+                    reference=table.label if file is None else f"{table.label} ({file})",
                     model=stable,
                     window_s=window_s,
                     settings=json.dumps(settings, allow_nan=False),
@@ -213,7 +214,9 @@ def list_all(ws: Workspace, *, deployment: str | None = None) -> list[Monitor]:
 def profile(ws: Workspace, monitor: Monitor) -> tuple[Reference, Reference]:
     """Return the fitted references of a monitor's inputs and of its model's outputs."""
     with ws.store.read() as conn:
-        text = conn.execute(select(_M.c.profile).where(_M.c.id == monitor.id)).scalar_one()
+        text = conn.execute(select(_M.c.profile).where(_M.c.id == monitor.id)).scalar()
+    if text is None:
+        raise NotFound(f"monitor {monitor.name!r} was deleted")
     data = json.loads(text)
     return Reference.from_dict(data["inputs"]), Reference.from_dict(data["outputs"])
 
@@ -330,26 +333,41 @@ def _window_seconds(window: object) -> int:
     value = seconds(window) if isinstance(window, str) else float(window)
     if not value >= 1 or value != int(value):
         raise InvalidInput(f"window must be whole seconds, at least 1s, not {window!r}")
+    if value > MAX_WINDOW_S:
+        raise InvalidInput(f"window must be at most 366d, not {window!r}")
     return int(value)
 
 
-def _features(loaded: Any, frame: Any, columns: list[str] | None) -> list[str]:
-    """Return the input columns to watch: `columns`, else those the model's signature names."""
+def _features(loaded: Any, frame: Any, columns: list[str] | None) -> tuple[list[str], list[str]]:
+    """Return the columns the model takes and those to watch (`columns`, else all it takes)."""
     names = [str(c) for c in frame.columns]
     signature = loaded.package.signature
-    if columns is None:
-        if signature is None or signature.kind != "dataframe":
+    taken = None
+    if signature is not None and signature.kind == "dataframe":
+        taken = [str(spec.name) for spec in signature.inputs]
+    if taken is None and columns is None:
+        raise InvalidInput(
+            "the deployed model has no column signature; name the columns to watch (--column)"
+        )
+    watched = list(columns) if columns is not None else list(taken or [])
+    if not watched:
+        raise InvalidInput("name at least one column to watch (--column)")
+    if taken is not None:
+        # The prediction log holds what the model takes: nothing else can be watched.
+        other = [c for c in watched if c not in taken]
+        if other:
             raise InvalidInput(
-                "the deployed model has no column signature; name the columns to watch (--column)"
+                f"column(s) {', '.join(map(repr, other))} are not inputs of the deployed model, "
+                f"so the prediction log does not hold them; it takes {', '.join(taken)}"
             )
-        columns = [str(spec.name) for spec in signature.inputs]
-    missing = [c for c in columns if c not in names]
+    needed = taken if taken is not None else watched
+    missing = [c for c in needed if c not in names]
     if missing:
         raise InvalidInput(
             f"the reference lacks column(s) {', '.join(map(repr, missing))} the model takes; "
             f"it has {', '.join(names)}"
         )
-    return list(columns)
+    return needed, watched
 
 
 def _outputs(predicted: Any) -> Any:

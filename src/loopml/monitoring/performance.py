@@ -112,8 +112,9 @@ class Operational:
 class Quality:
     """Predictions scored against their labels: a classifier's or a regressor's metrics."""
 
-    def __init__(self, task: str) -> None:
+    def __init__(self, task: str, *, min_rows: int = 1) -> None:
         self.task = task
+        self.min_rows = min_rows  # fewer labelled rows than this give no numbers
         self.rows = 0
         self.confusion: dict[tuple[str, str], int] = {}
         self.errors = 0.0  # regression: sum of |error|, and of error squared
@@ -154,13 +155,17 @@ class Quality:
             self.confusion[pair] = self.confusion.get(pair, 0) + 1
 
     def metrics(self) -> dict[str, float | None]:
-        """Return accuracy, F1 (and ROC AUC for scores), or RMSE and MAE; None unlabelled."""
+        """Return accuracy, F1 (and ROC AUC for scores), or RMSE and MAE; None with fewer
+        labelled rows than `min_rows` (a rate of three rows is noise, not news)."""
+        few = self.rows < max(self.min_rows, 1)
         if self.task == REGRESSION:
             n = self.rows
             return {
-                "rmse": math.sqrt(self.squares / n) if n else None,
-                "mae": self.errors / n if n else None,
+                "rmse": None if few else math.sqrt(self.squares / n),
+                "mae": None if few else self.errors / n,
             }
+        if few:
+            return {"accuracy": None, "f1": None, **({"roc_auc": None} if self.scores else {})}
         total = sum(self.confusion.values())
         right = sum(n for (t, p), n in self.confusion.items() if t == p)
         out: dict[str, float | None] = {
@@ -172,8 +177,10 @@ class Quality:
         return out
 
     def _f1(self) -> float:
-        classes = sorted({t for t, _ in self.confusion} | {p for _, p in self.confusion})
-        # Binary: F1 of the positive class, the last label in order ("1", "true", "yes").
+        found = {t for t, _ in self.confusion} | {p for _, p in self.confusion}
+        # Binary: F1 of the positive class, the last label in order (1, "yes"), numbers
+        # ordered as numbers as an evaluation orders its classes ("10" after "9").
+        classes = sorted(found, key=_natural)
         chosen = classes[-1:] if len(classes) == 2 else classes
         scores = []
         for c in chosen:
@@ -184,7 +191,7 @@ class Quality:
         return float(np.mean(scores))
 
     def _auc(self) -> float | None:
-        labels = sorted(self.scores)
+        labels = sorted(self.scores, key=_natural)
         if len(labels) != 2:
             return None
         negative, positive = self.scores[labels[0]], self.scores[labels[1]]
@@ -192,6 +199,13 @@ class Quality:
         # P(score of a positive > score of a negative), ties in one bin counting half.
         below = np.cumsum(negative) - negative
         return float((positive * (below + negative / 2)).sum() / (n * p))
+
+
+def _natural(label: str) -> tuple[int, float, str]:
+    try:
+        return (0, float(label), label)
+    except ValueError:
+        return (1, 0.0, label)
 
 
 def _scores(predictions: pd.Series) -> bool:

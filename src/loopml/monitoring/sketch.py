@@ -10,6 +10,7 @@ at most `MAX_CATEGORIES` of them; the rest share one `OTHER` count.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Self
 
@@ -28,7 +29,7 @@ OTHER = "(other)"
 
 
 def column_kind(column: pd.Series) -> str | None:
-    """Return NUMERIC, CATEGORICAL, or None for a column no detector compares (dates, bytes)."""
+    """Return NUMERIC, CATEGORICAL, or None for a column no detector compares (dates, times)."""
     from pandas.api import types
 
     dtype = column.dtype
@@ -36,15 +37,25 @@ def column_kind(column: pd.Series) -> str | None:
         return CATEGORICAL
     if types.is_numeric_dtype(dtype) and not types.is_complex_dtype(dtype):
         return NUMERIC
+    inferred = types.infer_dtype(column, skipna=True) if types.is_object_dtype(dtype) else ""
+    if inferred in ("integer", "floating", "mixed-integer-float", "decimal"):
+        return NUMERIC
+    timely = ("datetime", "datetime64", "date", "timedelta", "time", "period")
     if types.is_datetime64_any_dtype(dtype) or types.is_timedelta64_dtype(dtype):
         return None
-    if types.is_object_dtype(dtype):
-        inferred = types.infer_dtype(column, skipna=True)
-        if inferred in ("integer", "floating", "mixed-integer-float", "decimal"):
-            return NUMERIC
-        if inferred in ("datetime", "datetime64", "date", "timedelta", "time", "period"):
-            return None
-    return CATEGORICAL
+    # ISO dates as text (a CSV's) too: every new day would be a new category.
+    return None if inferred in timely or _dates(column) else CATEGORICAL
+
+
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?")
+
+
+def _dates(column: pd.Series) -> bool:
+    """Return True if the column's first values are all ISO 8601 dates or times, as text."""
+    sample = column.dropna().head(100)
+    return bool(len(sample)) and all(
+        isinstance(v, str) and _ISO_DATE.fullmatch(v.strip()) for v in sample
+    )
 
 
 def numbers(column: pd.Series) -> np.ndarray[Any, Any]:
@@ -279,12 +290,12 @@ Sketch = NumericSketch | CategoricalSketch
 
 def labels(present: pd.Series) -> dict[str, int]:
     """Return how often each value occurs, by a label that reads the same whatever the dtype:
-    1 and 1.0 are "1", True is "true"."""
+    1, 1.0 and True are "1"."""
     from pandas.api import types
 
     if types.is_bool_dtype(present.dtype):
         trues = int(np.count_nonzero(present.to_numpy(dtype=bool)))
-        return {k: n for k, n in (("true", trues), ("false", len(present) - trues)) if n}
+        return {k: n for k, n in (("1", trues), ("0", len(present) - trues)) if n}
     counts = present.value_counts(sort=False)
     found: dict[str, int] = {}
     for value, count in zip(counts.index, counts.to_numpy(), strict=True):
@@ -295,7 +306,7 @@ def labels(present: pd.Series) -> dict[str, int]:
 
 def _label(value: object) -> str:
     if isinstance(value, bool | np.bool_):
-        return "true" if value else "false"
+        return "1" if value else "0"  # True and 1 are one label, as True == 1 in Python
     if isinstance(value, int | np.integer):
         return str(int(value))
     if isinstance(value, float | np.floating):

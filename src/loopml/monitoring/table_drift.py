@@ -30,6 +30,7 @@ from loopml.monitoring.sketch import (
 if TYPE_CHECKING:
     import pandas as pd
 
+MIN_IDENTIFIER_ROWS = 100  # from this many rows, mostly distinct categories are an identifier
 DRIFT_SHARE = 0.5  # the dataset drifted when at least this share of its columns did
 TYPE_CHANGED = "type"  # the method reported for a column whose values changed kind
 
@@ -320,7 +321,7 @@ class Reference:
     def _fit_column(self, name: str, values: pd.Series) -> _Column | str:
         kind = column_kind(values)
         if kind is None:
-            return f"not compared: {values.dtype} values (numbers and categories are)"
+            return f"not compared: dates or times ({values.dtype}); numbers and categories are"
         numeric: NumericSketch | None = None
         if kind == NUMERIC:
             try:
@@ -340,6 +341,12 @@ class Reference:
         else:  # categories, or few distinct numbers compared as categories
             kind, found.reference_ = CATEGORICAL, CategoricalSketch()
             found.reference_.update(values)
+            distinct, rows = len(found.reference_.counts), found.reference_.n
+            if chosen is None and rows >= MIN_IDENTIFIER_ROWS and distinct > rows / 2:
+                return (
+                    f"not compared: {distinct} distinct values in {rows} rows, an identifier "
+                    f"(name a method for it in methods= to compare it anyway)"
+                )
         return _Column(kind, found)
 
 

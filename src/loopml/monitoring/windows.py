@@ -10,6 +10,7 @@ windows, under a lock on the monitor's row, so two runs at once never send an al
 from __future__ import annotations
 
 import json
+import logging
 import math
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
@@ -21,18 +22,25 @@ import numpy as np
 from loopml.core.store import now_ms
 from loopml.core.store import schema as db
 from loopml.core.workspace import Workspace
-from loopml.errors import InvalidInput
+from loopml.errors import InvalidInput, NotFound
 from loopml.monitoring import monitors
 from loopml.monitoring.alerts import RESOLVED, Alert, WebhookNotifier, notifier, transitions
+from loopml.monitoring.detectors import MIN_ROWS
 from loopml.monitoring.monitors import PREDICTION, Monitor, Window
 from loopml.monitoring.performance import Operational, Quality
+from loopml.monitoring.sketch import GRID
 from loopml.monitoring.table_drift import DriftReport, Reference, Sample
 
 if TYPE_CHECKING:
     import pandas as pd
 
+log = logging.getLogger("loopml")
+
 DEFAULT_SINCE_S = 24 * 3600  # a first run looks back a day
 MAX_WINDOWS = 10_000  # one run computes at most this many windows
+LOG_DELAY_S = 2.5  # the prediction log writes within its flush interval (1 s) and a margin
+SLICE_BYTES = 256 * 2**20  # the sketches of one slice of windows stay under this
+SKETCH_BYTES = 3 * 8 * (GRID + 1)  # a numeric column's counts, sums and ties, per window
 _W = db.monitor_windows
 _A = db.alert_events
 _M = db.monitors
@@ -49,12 +57,12 @@ class RunResult:
 class _State:
     """The sketches and counters of one window while the log is read."""
 
-    def __init__(self, inputs: Reference, outputs: Reference, task: str) -> None:
+    def __init__(self, inputs: Reference, outputs: Reference, task: str, min_rows: int) -> None:
         self.rows = 0
         self.inputs: Sample = inputs.sample()
         self.outputs: Sample = outputs.sample()
         self.operational = Operational()
-        self.quality = Quality(task)
+        self.quality = Quality(task, min_rows=min_rows)
         self.labelled_versions: dict[str, int] = {}
 
     def update(self, chunk: pd.DataFrame, labels: pd.Series) -> None:
@@ -91,10 +99,6 @@ def run(
 ) -> RunResult:
     """Compute monitor `name`'s windows from `since_s` seconds ago (else from the end of its
     last complete window, else a day back) up to `until` (else now), store them, raise alerts."""
-    from loopml.core.progress import file_progress
-    from loopml.serving.prediction_log import iter_predictions, log_files, read_feedback
-    from loopml.serving.server import PREDICTIONS_DIR
-
     monitor = monitors.get(ws, name)
     current = now or datetime.now(UTC)
     end = until or current
@@ -103,21 +107,51 @@ def run(
     width = monitor.window_s * 1000
     end_ms = int(end.timestamp() * 1000)
     start_ms = _start(ws, monitor, since_s, end_ms)
-    starts = list(range(start_ms, end_ms, width))
-    if len(starts) > MAX_WINDOWS:
+    count = -(-(end_ms - start_ms) // width)  # counted before any window is made
+    if count > MAX_WINDOWS:
         raise InvalidInput(
-            f"{len(starts)} windows of {monitor.window_s}s is more than one run computes "
+            f"{count} windows of {monitor.window_s}s is more than one run computes "
             f"({MAX_WINDOWS}); run with a shorter --since"
         )
-    if not starts:
+    if count <= 0:
         return RunResult()
     inputs, outputs = monitors.profile(ws, monitor)
+    # Sketches of a window with rows take memory by column: a long run goes slice by slice.
+    per_window = max(1, len(inputs.columns_)) * SKETCH_BYTES
+    step = max(1, min(count, SLICE_BYTES // per_window)) * width
+    found = RunResult()
+    for first in range(start_ms, end_ms, step):
+        last = min(first + step, end_ms)
+        part = _slice(ws, monitor, (inputs, outputs), (first, last), current, progress=progress)
+        found.windows += part.windows
+        found.alerts += part.alerts
+    return found
+
+
+def _slice(
+    ws: Workspace,
+    monitor: Monitor,
+    references: tuple[Reference, Reference],
+    span: tuple[int, int],
+    current: datetime,
+    *,
+    progress: bool,
+) -> RunResult:
+    """Compute, store and judge the windows starting in `span` (whole windows, in ms)."""
+    from loopml.core.progress import file_progress
+    from loopml.serving.prediction_log import iter_predictions, log_files, read_feedback
+    from loopml.serving.server import PREDICTIONS_DIR
+
+    (start_ms, end_ms), width = span, monitor.window_s * 1000
+    inputs, outputs = references
     task = monitor.settings["task"]
-    states = {s: _State(inputs, outputs, task) for s in starts}
+    min_rows = int(monitor.settings.get("min_rows", MIN_ROWS))
+    states: dict[int, _State] = {}  # made for windows with rows only
     root = ws.settings.dir / PREDICTIONS_DIR
     since = datetime.fromtimestamp(start_ms / 1000, UTC)
+    until = datetime.fromtimestamp(end_ms / 1000, UTC)
     labels = read_feedback(root, monitor.deployment, since=since)
-    files = log_files(root, monitor.deployment, since=since, until=end)
+    files = log_files(root, monitor.deployment, since=since, until=until)
     size = sum(path.stat().st_size for path in files)
     with (
         file_progress("reading the prediction log", len(files), size)
@@ -128,26 +162,31 @@ def run(
             root,
             monitor.deployment,
             since=since,
-            until=end,
+            until=until,
             on_file=lambda path: advance(1, path.stat().st_size),
         )
         for chunk in chunks:
             ms = chunk["ts"].to_numpy(dtype="datetime64[ms]").astype(np.int64)
             slots = start_ms + (ms - start_ms) // width * width
             for slot in np.unique(slots):
-                states[int(slot)].update(chunk[slots == slot], labels)
-    current_ms = int(current.timestamp() * 1000)
+                state = states.get(int(slot))
+                if state is None:
+                    state = states[int(slot)] = _State(inputs, outputs, task, min_rows)
+                state.update(chunk[slots == slot], labels)
+    # Rows reach the log within its flush interval: until that has passed, a window is open.
+    settled_ms = int(current.timestamp() * 1000) - int(LOG_DELAY_S * 1000)
     computed = now_ms()
+    empty = _State(inputs, outputs, task, min_rows)
     results = [
         _result(
             ws,
             monitor,
             (s, min(s + width, end_ms)),
-            states[s],
-            current_ms=current_ms,
+            states.get(s, empty),
+            settled_ms=settled_ms,
             computed=computed,
         )
-        for s in starts
+        for s in range(start_ms, end_ms, width)
     ]
     alerts = _store(ws, monitor, results, computed)
     _notify(monitor, alerts)
@@ -159,13 +198,22 @@ def _start(ws: Workspace, monitor: Monitor, since_s: float | None, end_ms: int) 
     if since_s is not None:
         if not isinstance(since_s, int | float) or not math.isfinite(since_s) or since_s <= 0:
             raise InvalidInput(f"since must be a positive duration, not {since_s!r}")
-        begin = end_ms - int(since_s * 1000)
-    else:
-        last = monitors.windows(ws, monitor.name, limit=1, details=False)
-        begin = last[0].start_ms if last else end_ms - DEFAULT_SINCE_S * 1000
-        if last and last[0].complete:
-            begin = last[0].end_ms
-    return begin // width * width
+        return (end_ms - int(since_s * 1000)) // width * width
+    last = monitors.windows(ws, monitor.name, limit=1, details=False)
+    begin = last[0].start_ms if last else end_ms - DEFAULT_SINCE_S * 1000
+    if last and last[0].complete:
+        begin = last[0].end_ms
+    # Without --since a run never refuses: after a long gap it takes the newest windows.
+    oldest = end_ms - MAX_WINDOWS * width + width
+    if begin < oldest and last:
+        log.warning(
+            "monitor %s: %d windows since its last run; computing the newest %d "
+            "(run with --since to compute older ones)",
+            monitor.name,
+            (end_ms - begin) // width,
+            MAX_WINDOWS,
+        )
+    return max(begin, oldest) // width * width
 
 
 def _result(
@@ -174,7 +222,7 @@ def _result(
     span: tuple[int, int],
     state: _State,
     *,
-    current_ms: int,
+    settled_ms: int,
     computed: int,
 ) -> Window:
     start, end = span
@@ -198,7 +246,10 @@ def _result(
     details = {
         "drift": inputs.to_dict(),
         "prediction": None if prediction is None else prediction.to_dict(),
-        "distributions": {**inputs.distributions, **outputs.distributions},
+        # Charts of an empty window would only repeat the reference: not stored.
+        "distributions": _compact({**inputs.distributions, **outputs.distributions})
+        if state.rows
+        else {},
         "versions": state.operational.by_version(),
         "baseline": baseline,
     }
@@ -207,7 +258,7 @@ def _result(
         start_ms=start,
         end_ms=end,
         rows=state.rows,
-        complete=start + monitor.window_s * 1000 <= current_ms,
+        complete=start + monitor.window_s * 1000 <= settled_ms,
         metrics={k: _finite(v) for k, v in metrics.items()},
         details=details,
         computed_at=computed,
@@ -255,7 +306,9 @@ def _store(ws: Workspace, monitor: Monitor, results: list[Window], now: int) -> 
         # Taking the row's lock first serialises two runs of one monitor (PostgreSQL; SQLite's
         # write transaction is already exclusive), so each reads the states the other left.
         conn.execute(update(_M).where(_M.c.id == monitor.id).values(updated_at=now))
-        judged = conn.execute(select(_M.c.judged_until).where(_M.c.id == monitor.id)).scalar_one()
+        judged = conn.execute(select(_M.c.judged_until).where(_M.c.id == monitor.id)).scalar()
+        if judged is None:
+            raise NotFound(f"monitor {monitor.name!r} was deleted while it ran; nothing stored")
         starts = [w.start_ms for w in results]
         conn.execute(delete(_W).where(_W.c.monitor_id == monitor.id, _W.c.start_ms.in_(starts)))
         conn.execute(
@@ -310,6 +363,17 @@ def _notify(monitor: Monitor, alerts: list[Alert]) -> None:
     for sender in senders:
         if isinstance(sender, WebhookNotifier):
             sender.wait()
+
+
+def _compact(value: Any) -> Any:
+    """Return `value` with its floats to 4 significant digits: a chart needs no more."""
+    if isinstance(value, dict):
+        return {k: _compact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_compact(v) for v in value]
+    if isinstance(value, float) and math.isfinite(value):
+        return float(f"{value:.4g}")
+    return value
 
 
 def _output_column(frame: pd.DataFrame) -> str | None:

@@ -307,7 +307,8 @@ def test_the_report_of_a_monitor_run_over_the_prediction_log(sqlite_ws: Workspac
                 outputs=predicted[i : i + 1], model_version="clf/1", latency_ms=5.0, ts=ts,
             )  # fmt: skip
     log.close()
-    windows.run(sqlite_ws, "clf-watch", since_s=180, now=now)
+    # Asked a few seconds after the last window ended, once the log has settled.
+    windows.run(sqlite_ws, "clf-watch", since_s=180, until=now, now=now + timedelta(seconds=5))
     monitor = monitors.get(sqlite_ws, "clf-watch")
     stored = monitors.windows(sqlite_ws, "clf-watch")
     page = render_monitor(monitor, stored, monitors.alert_events(sqlite_ws, "clf-watch"))

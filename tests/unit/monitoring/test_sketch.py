@@ -139,7 +139,8 @@ def test_categories_read_the_same_whatever_the_dtype() -> None:
     sketch.update(pd.Series([True, False, True]))
     sketch.update(pd.Series([True, None], dtype=object))
 
-    assert sketch.counts == {"1": 3, "2": 3, "2.5": 1, "true": 3, "false": 1}
+    # True is 1 and False is 0, as in Python: a bool label and a 0/1 prediction agree.
+    assert sketch.counts == {"1": 6, "2": 3, "2.5": 1, "0": 1}
     assert sketch.nulls == 3
     assert sketch.n == 11
 
