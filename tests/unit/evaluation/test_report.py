@@ -19,6 +19,7 @@ from loopml.evaluation.checks import CheckResult
 from loopml.evaluation.gates import GateResult
 from loopml.evaluation.records import Evaluation
 from loopml.evaluation.report import render_comparison, render_evaluation, render_gate
+from tests.charts import layout, traces
 
 HOSTILE = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
@@ -104,24 +105,6 @@ def regression(**changes: Any) -> Evaluation:
         },
     }
     return Evaluation(**(settings | changes))
-
-
-def traces(page: str, div_id: str) -> list[dict[str, Any]]:
-    """Return the Plotly traces drawn in the div `div_id` of `page`."""
-    found = re.search(r'Plotly\.newPlot\(\s*"' + re.escape(div_id) + r'",\s*', page)
-    assert found, f"no chart {div_id!r} in the page"
-    data: list[dict[str, Any]] = json.JSONDecoder().raw_decode(page, found.end())[0]
-    return data
-
-
-def layout(page: str, div_id: str) -> dict[str, Any]:
-    """Return the Plotly layout of the chart in the div `div_id` of `page`."""
-    found = re.search(r'Plotly\.newPlot\(\s*"' + re.escape(div_id) + r'",\s*', page)
-    assert found
-    decoder = json.JSONDecoder()
-    _, end = decoder.raw_decode(page, found.end())
-    shape: dict[str, Any] = decoder.raw_decode(page, page.index("{", end))[0]
-    return shape
 
 
 def row(page: str, first_cell: str) -> list[str]:

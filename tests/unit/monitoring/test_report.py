@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,29 +15,12 @@ from loopml.monitoring.alerts import Alert
 from loopml.monitoring.monitors import Monitor, Window
 from loopml.monitoring.report import render_drift, render_monitor
 from loopml.monitoring.table_drift import DriftReport, drift
+from tests.charts import layout, traces
 
 HOSTILE = "<script>alert(1)</script>"
 ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt;"
 START = int(datetime(2025, 3, 1, 12, 0, tzinfo=UTC).timestamp() * 1000)
 MINUTE = 60_000
-
-
-def traces(page: str, div_id: str) -> list[dict[str, Any]]:
-    """Return the Plotly traces drawn in the div `div_id` of `page`."""
-    found = re.search(r'Plotly\.newPlot\(\s*"' + re.escape(div_id) + r'",\s*', page)
-    assert found, f"no chart {div_id!r} in the page"
-    data: list[dict[str, Any]] = json.JSONDecoder().raw_decode(page, found.end())[0]
-    return data
-
-
-def layout(page: str, div_id: str) -> dict[str, Any]:
-    """Return the Plotly layout of the chart in the div `div_id` of `page`."""
-    found = re.search(r'Plotly\.newPlot\(\s*"' + re.escape(div_id) + r'",\s*', page)
-    assert found
-    decoder = json.JSONDecoder()
-    _, end = decoder.raw_decode(page, found.end())
-    shape: dict[str, Any] = decoder.raw_decode(page, page.index("{", end))[0]
-    return shape
 
 
 def lines(page: str, div_id: str) -> dict[float, str]:
