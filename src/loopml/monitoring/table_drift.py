@@ -10,7 +10,7 @@ each reported with a note, never raised.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -271,6 +271,7 @@ class Reference:
                 )
             )
             distributions[name] = distribution(reference, sketch)
+        results = _false_discoveries(results)
         for name, why in self.skipped_.items():
             score = Score("none", None, 0.0, None, note=why)
             results.append(ColumnDrift(name, "other", score, 0, 0, 0.0, None))
@@ -379,6 +380,41 @@ def drift(
         min_rows=min_rows,
     ).fit(reference)
     return fitted.score(current)
+
+
+def _false_discoveries(results: list[ColumnDrift]) -> list[ColumnDrift]:
+    """Return the results with the p-value tests' verdicts held to Benjamini-Hochberg across
+    the columns tested: with twenty columns, one p below 0.05 is what chance gives.
+
+    The tests are ranked by p-value; the largest rank k whose p is at most k / m times its
+    threshold passes with every test ranked before it (the step-up rule). A drifted column
+    ranked after k is not drift."""
+    tests = sorted(
+        (
+            i
+            for i, c in enumerate(results)
+            if c.score.p_value is not None and c.score.drift is not None
+        ),
+        key=lambda i: results[i].score.p_value or 0.0,
+    )
+    count = len(tests)
+    if count <= 1:
+        return results
+    passed = 0
+    for rank, i in enumerate(tests, start=1):
+        score = results[i].score
+        if (score.p_value or 0.0) <= rank / count * score.threshold:
+            passed = rank
+    out = list(results)
+    for i in tests[passed:]:
+        score = results[i].score
+        if score.drift:
+            note = (
+                f"p = {score.p_value:.3g} is under {score.threshold:g} alone, not with {count} "
+                "columns tested (Benjamini-Hochberg)"
+            )
+            out[i] = replace(results[i], score=replace(score, drift=False, note=note))
+    return out
 
 
 def distribution(reference: Sketch, current: Sketch, *, bins: int = 40) -> dict[str, Any]:

@@ -545,3 +545,25 @@ def test_distributions_hold_both_samples_for_a_chart() -> None:
     city = found["city"]
     assert sorted(city["labels"]) == ["berlin", "paris", "rome"]
     assert sum(city["reference"]) == pytest.approx(1.0) == sum(city["current"])
+
+
+def test_many_tested_columns_are_held_to_benjamini_hochberg() -> None:
+    rng = np.random.default_rng(7)
+    reference = pd.DataFrame(rng.normal(size=(600, 20)), columns=[f"x{i}" for i in range(20)])
+    # A column whose shift is significant alone (p just under 0.05) but not among 20 tests.
+    current = pd.DataFrame(rng.normal(size=(150, 20)), columns=reference.columns)
+    alone = None
+    for shift in np.linspace(0.0, 0.5, 51):
+        moved = current.assign(x0=current["x0"] + shift)
+        score = drift(reference[["x0"]], moved[["x0"]]).columns[0].score
+        if score.drift and score.p_value is not None and score.p_value > 0.01:
+            alone = moved
+            break
+    assert alone is not None, "no shift gave a p-value between 0.01 and 0.05"
+    together = drift(reference, alone)
+    x0 = next(c for c in together.columns if c.column == "x0")
+    assert x0.score.drift is False
+    assert "Benjamini-Hochberg" in x0.score.note
+    # A real shift is still drift among the twenty.
+    shifted = drift(reference, current.assign(x1=current["x1"] + 1.0))
+    assert "x1" in shifted.drifted
