@@ -24,7 +24,7 @@ from loopml.core.store import schema as db
 from loopml.core.workspace import Workspace
 from loopml.errors import InvalidInput, NotFound
 from loopml.monitoring import monitors
-from loopml.monitoring.alerts import RESOLVED, Alert, WebhookNotifier, notifier, transitions
+from loopml.monitoring.alerts import Alert, WebhookNotifier, notifier, transitions
 from loopml.monitoring.detectors import MIN_ROWS
 from loopml.monitoring.monitors import PREDICTION, Monitor, Window
 from loopml.monitoring.performance import Operational, Quality
@@ -396,4 +396,4 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON-able")
 
 
-__all__ = ["RESOLVED", "RunResult", "run"]
+__all__ = ["RunResult", "run"]
