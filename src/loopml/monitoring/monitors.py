@@ -129,6 +129,8 @@ def create(
 ) -> Monitor:
     """Record monitor `name` of `deployment`, profiling `reference` (a dataset ref, a CSV or
     Parquet path, or a DataFrame) for the columns its serving model takes."""
+    import pandas as pd
+
     from loopml.deploy.deployments import get as get_deployment
     from loopml.evaluation.records import of_model
     from loopml.evaluation.scoring import load_model, read_table
@@ -148,8 +150,6 @@ def create(
     taken, features = _features(model.loaded, frame, columns)
     inputs = Reference(columns=features, drift_share=drift_share, min_rows=min_rows).fit(frame)
     predicted = _outputs(model.loaded.predict(frame[taken]))
-    import pandas as pd
-
     outputs = Reference(min_rows=min_rows).fit(pd.DataFrame({PREDICTION: predicted}))
     rules = [str(Rule.parse(text, features)) for text in alerts]
     if task is None:

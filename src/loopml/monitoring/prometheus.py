@@ -54,41 +54,18 @@ class MonitorCollector(Collector):
     def _read(self) -> list[GaugeMetricFamily]:
         from loopml.monitoring import monitors
 
-        drift = GaugeMetricFamily(
-            "loopml_drift_score",
-            "Drift statistic of each watched column in the latest complete window.",
-            labels=["deployment", "monitor", "column"],
+        when = "in the latest complete window"
+        drift = _gauge("drift_score", f"Drift statistic of each watched column {when}.", "column")
+        drifted = _gauge("column_drifted", f"1 if the column drifted {when}, else 0.", "column")
+        share = _gauge("drift_share", f"Share of watched columns that drifted {when}.")
+        prediction = _gauge("prediction_drift", f"Drift statistic of the model's outputs {when}.")
+        measured = _gauge(
+            "monitor_metric", f"Performance and operational numbers {when}.", "metric"
         )
-        drifted = GaugeMetricFamily(
-            "loopml_column_drifted",
-            "1 if the column drifted in the latest complete window, else 0.",
-            labels=["deployment", "monitor", "column"],
+        window = _gauge(
+            "monitor_window_end_seconds", "End of the latest complete window (Unix time)."
         )
-        share = GaugeMetricFamily(
-            "loopml_drift_share",
-            "Share of watched columns that drifted in the latest complete window.",
-            labels=["deployment", "monitor"],
-        )
-        prediction = GaugeMetricFamily(
-            "loopml_prediction_drift",
-            "Drift statistic of the model's outputs in the latest complete window.",
-            labels=["deployment", "monitor"],
-        )
-        measured = GaugeMetricFamily(
-            "loopml_monitor_metric",
-            "Performance and operational numbers of the latest complete window.",
-            labels=["deployment", "monitor", "metric"],
-        )
-        window = GaugeMetricFamily(
-            "loopml_monitor_window_end_seconds",
-            "End of the latest complete window (Unix time).",
-            labels=["deployment", "monitor"],
-        )
-        firing = GaugeMetricFamily(
-            "loopml_alert_firing",
-            "1 while an alert rule is firing, else 0.",
-            labels=["deployment", "monitor", "rule"],
-        )
+        firing = _gauge("alert_firing", "1 while an alert rule is firing, else 0.", "rule")
         for monitor in monitors.list_all(self.ws, deployment=self.deployment):
             ids = [self.deployment, monitor.name]
             states = monitors.alert_states(self.ws, monitor)
@@ -109,6 +86,11 @@ class MonitorCollector(Collector):
             for key in EXPORTED:
                 _add(measured, [*ids, key], last.metrics.get(key))
         return [drift, drifted, share, prediction, measured, window, firing]
+
+
+def _gauge(name: str, text: str, *labels: str) -> GaugeMetricFamily:
+    """Return an empty gauge `loopml_NAME` labelled by deployment, monitor and `labels`."""
+    return GaugeMetricFamily(f"loopml_{name}", text, labels=["deployment", "monitor", *labels])
 
 
 def _add(family: GaugeMetricFamily, labels: list[str], value: Any) -> None:

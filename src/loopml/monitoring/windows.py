@@ -115,14 +115,22 @@ def run(
         )
     if count <= 0:
         return RunResult()
+    from loopml.serving.prediction_log import read_feedback
+    from loopml.serving.server import PREDICTIONS_DIR
+
     inputs, outputs = monitors.profile(ws, monitor)
+    # Feedback comes by request id whenever it arrives: read once, for every slice.
+    since = datetime.fromtimestamp(start_ms / 1000, UTC)
+    labels = read_feedback(ws.settings.dir / PREDICTIONS_DIR, monitor.deployment, since=since)
     # Sketches of a window with rows take memory by column: a long run goes slice by slice.
     per_window = max(1, len(inputs.columns_)) * SKETCH_BYTES
     step = max(1, min(count, SLICE_BYTES // per_window)) * width
     found = RunResult()
     for first in range(start_ms, end_ms, step):
         last = min(first + step, end_ms)
-        part = _slice(ws, monitor, (inputs, outputs), (first, last), current, progress=progress)
+        part = _slice(
+            ws, monitor, (inputs, outputs, labels), (first, last), current, progress=progress
+        )
         found.windows += part.windows
         found.alerts += part.alerts
     return found
@@ -131,7 +139,7 @@ def run(
 def _slice(
     ws: Workspace,
     monitor: Monitor,
-    references: tuple[Reference, Reference],
+    references: tuple[Reference, Reference, pd.Series],
     span: tuple[int, int],
     current: datetime,
     *,
@@ -139,18 +147,17 @@ def _slice(
 ) -> RunResult:
     """Compute, store and judge the windows starting in `span` (whole windows, in ms)."""
     from loopml.core.progress import file_progress
-    from loopml.serving.prediction_log import iter_predictions, log_files, read_feedback
+    from loopml.serving.prediction_log import iter_predictions, log_files
     from loopml.serving.server import PREDICTIONS_DIR
 
     (start_ms, end_ms), width = span, monitor.window_s * 1000
-    inputs, outputs = references
+    inputs, outputs, labels = references
     task = monitor.settings["task"]
     min_rows = int(monitor.settings.get("min_rows", MIN_ROWS))
     states: dict[int, _State] = {}  # made for windows with rows only
     root = ws.settings.dir / PREDICTIONS_DIR
     since = datetime.fromtimestamp(start_ms / 1000, UTC)
     until = datetime.fromtimestamp(end_ms / 1000, UTC)
-    labels = read_feedback(root, monitor.deployment, since=since)
     files = log_files(root, monitor.deployment, since=since, until=until)
     size = sum(path.stat().st_size for path in files)
     with (
