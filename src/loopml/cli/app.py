@@ -15,6 +15,7 @@ from loopml.cli import (
     deploy,
     evaluation,
     experiments,
+    loop,
     models,
     monitor,
     pipelines,
@@ -40,6 +41,7 @@ app.add_typer(pipelines.app, name="pipelines")
 app.add_typer(models.app, name="models")
 app.add_typer(deploy.app, name="deploy")
 app.add_typer(monitor.app, name="monitor")
+app.add_typer(loop.app, name="loop")
 app.command("drift")(monitor.drift_command)
 
 _debug: ContextVar[bool] = ContextVar("loopml_cli_debug", default=False)
@@ -106,6 +108,7 @@ app.command("sweep")(pipelines.sweep)
 app.command("check")(evaluation.check)
 app.command("serve")(serving.serve)
 app.command("predict")(predict.predict)
+app.command("controller")(loop.controller_command)
 models.app.command("evaluate")(evaluation.evaluate)
 models.app.command("evaluations")(evaluation.evaluations)
 models.app.command("compare")(evaluation.compare)

@@ -10,6 +10,7 @@ import typer
 from loopml.cli.serving import (
     BatchOption,
     BodyOption,
+    ControllerOption,
     LogOption,
     SampleOption,
     TokenOption,
@@ -96,11 +97,16 @@ def serve(
     log: LogOption = True,
     log_sample_rate: SampleOption = 1.0,
     auth_token: TokenOption = None,
+    controller: ControllerOption = True,
 ) -> None:
-    """Serve a deployment until stopped; a rollout in progress carries on where it stood."""
+    """Serve a deployment until stopped; a rollout in progress carries on where it stood.
+
+    When the workspace has loop policies, a loop controller runs alongside (--no-controller
+    leaves that to `loopml controller`)."""
+    from loopml.automation.controller import background
     from loopml.serving.server import serve_deployment
 
-    _ws()
+    ws = _ws()
     chosen = settings(
         max_batch_size=max_batch_size,
         max_wait_ms=max_wait_ms,
@@ -109,7 +115,8 @@ def serve(
         log_sample_rate=log_sample_rate,
         auth_token=auth_token,
     )
-    serve_deployment(name, host=host, port=port, settings=chosen)
+    with background(ws, enabled=controller):
+        serve_deployment(name, host=host, port=port, settings=chosen)
 
 
 @app.command()

@@ -31,6 +31,13 @@ LogOption = Annotated[
 SampleOption = Annotated[
     float, typer.Option("--log-sample-rate", help="Share of requests logged (0-1].")
 ]
+ControllerOption = Annotated[
+    bool,
+    typer.Option(
+        "--controller/--no-controller",
+        help="Run the loop controller alongside when the workspace has loop policies.",
+    ),
+]
 TokenOption = Annotated[
     str | None,
     typer.Option(
@@ -84,13 +91,18 @@ def serve(
     log: LogOption = True,
     log_sample_rate: SampleOption = 1.0,
     auth_token: TokenOption = None,
+    controller: ControllerOption = True,
 ) -> None:
-    """Serve a registered model over HTTP until stopped (Ctrl-C drains requests in flight)."""
+    """Serve a registered model over HTTP until stopped (Ctrl-C drains requests in flight).
+
+    When the workspace has loop policies, a loop controller runs alongside (--no-controller
+    leaves that to `loopml controller`)."""
+    from loopml.automation.controller import background
     from loopml.core.workspace import set_workspace
     from loopml.registry.uris import expand
     from loopml.serving.server import serve as serve_
 
-    set_workspace()
+    ws = set_workspace()
     chosen = settings(
         max_batch_size=max_batch_size,
         max_wait_ms=max_wait_ms,
@@ -99,4 +111,5 @@ def serve(
         log_sample_rate=log_sample_rate,
         auth_token=auth_token,
     )
-    serve_(expand(model), host=host, port=port, workers=workers, settings=chosen)
+    with background(ws, enabled=controller):
+        serve_(expand(model), host=host, port=port, workers=workers, settings=chosen)

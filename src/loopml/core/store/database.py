@@ -17,7 +17,17 @@ from loopml.errors import InvalidInput, SchemaTooNew, StoreError
 
 # Every revision this code knows, oldest first. A test checks it against Alembic's scripts, so
 # opening a store that is already at HEAD never has to import Alembic.
-REVISIONS: tuple[str, ...] = ("0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008")
+REVISIONS: tuple[str, ...] = (
+    "0001",
+    "0002",
+    "0003",
+    "0004",
+    "0005",
+    "0006",
+    "0007",
+    "0008",
+    "0009",
+)
 HEAD = REVISIONS[-1]
 
 SQLITE_BUSY_TIMEOUT_MS = 60_000

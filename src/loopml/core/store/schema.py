@@ -441,6 +441,75 @@ class AlertEvent(Base):
     __table_args__ = (Index("ix_alert_events_monitor", "monitor_id", "id"),)
 
 
+class Policy(Base):
+    """A continuous-training policy: what to run, when, and how its model reaches production."""
+
+    __tablename__ = "policies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    spec: Mapped[str] = mapped_column(Text)  # JSON of the checked policy
+    source: Mapped[str] = mapped_column(Text, default="")  # the file it was applied from
+    cursors: Mapped[str] = mapped_column(Text)  # JSON: what each trigger has consumed
+    user: Mapped[str] = mapped_column(String(250), default="")
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class Loop(Base):
+    """One pass of a policy: trigger, training, registration, gate, approval, rollout."""
+
+    __tablename__ = "loops"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    policy_id: Mapped[int] = mapped_column(ForeignKey("policies.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)  # 1, 2, ... per policy
+    active: Mapped[int | None] = mapped_column(Integer, unique=True)  # policy id while active
+    status: Mapped[str] = mapped_column(String(24))
+    step: Mapped[str] = mapped_column(String(24))  # the next step to do
+    trigger: Mapped[str] = mapped_column(Text)  # JSON: what fired, with the numbers
+    params: Mapped[str] = mapped_column(Text)  # JSON: the pipeline's params, refs pinned
+    run_id: Mapped[str | None] = mapped_column(String(32))
+    model: Mapped[str | None] = mapped_column(String(250))  # NAME/N once registered
+    details: Mapped[str] = mapped_column(Text)  # JSON: gate verdict, rollout revision
+    error: Mapped[str] = mapped_column(Text, default="")
+    user: Mapped[str] = mapped_column(String(250), default="")
+    started_at: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+    finished_at: Mapped[int | None] = mapped_column(BigInteger)
+
+    __table_args__ = (UniqueConstraint("policy_id", "number"),)
+
+
+class LoopEvent(Base):
+    """One entry of a policy's audit timeline (a trigger, a step, a verdict)."""
+
+    __tablename__ = "loop_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    policy_id: Mapped[int] = mapped_column(ForeignKey("policies.id", ondelete="CASCADE"))
+    loop_id: Mapped[str | None] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(40))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    details: Mapped[str] = mapped_column(Text)  # JSON: numbers and links (run, model, dataset)
+    user: Mapped[str] = mapped_column(String(250), default="")
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_loop_events_policy", "policy_id", "id"),)
+
+
+class Lease(Base):
+    """Who may act for a name (the loop controller) until when; taken over once expired."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    token: Mapped[int] = mapped_column(Integer)  # counts takeovers: a fencing number
+    acquired_at: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[int] = mapped_column(BigInteger)
+
+
 # Core tables, for the statements on hot paths (no ORM unit of work involved).
 experiments = cast(Table, Experiment.__table__)
 runs = cast(Table, Run.__table__)
@@ -466,3 +535,7 @@ deployment_events = cast(Table, DeploymentEvent.__table__)
 monitors = cast(Table, Monitor.__table__)
 monitor_windows = cast(Table, MonitorWindow.__table__)
 alert_events = cast(Table, AlertEvent.__table__)
+policies = cast(Table, Policy.__table__)
+loops = cast(Table, Loop.__table__)
+loop_events = cast(Table, LoopEvent.__table__)
+leases = cast(Table, Lease.__table__)

@@ -1,0 +1,1 @@
+"""Continuous training: policies, their triggers, and the controller that closes the loop."""
