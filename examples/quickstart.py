@@ -264,6 +264,7 @@ def deploy_champion(test: object, champion_accuracy: float) -> None:
                 feedback = {"request_id": answer.headers["x-request-id"], "label": label}
                 client.post("/feedback", json=feedback)
     watch(url, test)
+    close_the_loop(url, test)
     server.should_exit = True
     thread.join()
     events = deployments.history(ws, "breast-cancer")
@@ -333,6 +334,90 @@ def watch(url: str, test: object, window_s: int = 3) -> None:
     (OUT / "monitor.html").write_text(page, encoding="utf-8")
 
 
+def close_the_loop(url: str, test: object) -> None:
+    """Let a policy retrain on its own: the recalibrated scanner's data arrives as new dataset
+    versions, its traffic keeps drifting, and the loop controller retrains on the newest
+    version, gates the model against the champion, canaries it and promotes it. Print the
+    timeline; write the policy's report."""
+    import threading
+
+    import httpx
+    import yaml
+
+    from loopml.automation import controller, loops
+    from loopml.automation import policy as policies
+    from loopml.automation.report import render_policy
+    from loopml.core.workspace import workspace
+    from loopml.monitoring import monitors
+
+    ws = workspace()
+    frame = load_breast_cancer(as_frame=True).frame
+    features = [c for c in frame.columns if c != "target"]
+    recalibrated = frame.assign(**{c: frame[c] * 1.3 for c in features})
+    recalibrated.to_csv(OUT / "data" / "breast_cancer.csv", index=False)
+    newest = loopml.data.add(OUT / "data" / "breast_cancer.csv", "breast-cancer")
+    held_out = test.assign(**{c: test[c] * 1.3 for c in features})  # type: ignore[attr-defined]
+    held_out.to_csv(OUT / "held-out.csv", index=False)
+    newest_test = loopml.data.add(OUT / "held-out.csv", "breast-cancer-test")
+    gate = {
+        "target": "target",
+        "checks": [
+            {"threshold": {"metric": "f1", "min": 0.9}},
+            {"beats_champion": {"metric": "f1", "min_delta": 0.0}},
+        ],
+    }
+    policy = {
+        "name": "breast-cancer-retrain",
+        "pipeline": f"{Path('examples/pipelines/breast_cancer.py').resolve()}:breast_cancer",
+        "params": {"data": "breast-cancer@latest"},
+        "triggers": [
+            {"schedule": "0 3 * * *"},
+            {"drift": {"monitor": "breast-cancer-watch", "when": "drift_share > 0.3"}},
+            {"performance": {"monitor": "breast-cancer-watch", "when": "accuracy < 0.9"}},
+        ],
+        "register_as": "breast-cancer",
+        "evaluation": {"data": "breast-cancer-test@latest", "target": "target"},
+        "gate": "gates/retrain.yaml",
+        "rollout": {"deployment": "breast-cancer", "steps": [50, 100], "interval": "1s"},
+        "cooldown": "6h",
+    }
+    for path, content in ((OUT / "gates" / "retrain.yaml", gate), (OUT / "policy.yaml", policy)):
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(yaml.safe_dump(content, sort_keys=False), encoding="utf-8")
+    applied, _ = policies.apply(ws, policies.load(OUT / "policy.yaml"))
+    console.print(
+        f"[bold]The loop[/bold]: {newest.ref} and {newest_test.ref} hold the recalibrated "
+        f"scanner's data; policy {applied.name} retrains when "
+        + " or ".join(t.key for t in applied.triggers)
+    )
+    worker = controller.Controller(ws, poll_s=0.5)
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
+    thread.start()
+    rows = held_out.drop(columns=["target", "clinic"]).to_dict("records")
+    labels = held_out["target"].tolist()
+    deadline = time.monotonic() + 120
+    with httpx.Client(base_url=url) as client:
+        while time.monotonic() < deadline:
+            last = loops.of(ws, applied, limit=1)
+            if last and not last[0].active:
+                break
+            for row, label in zip(rows[:60], labels[:60], strict=True):  # drifted traffic
+                answer = client.post("/invocations", json={"dataframe_records": [row]})
+                feedback = {"request_id": answer.headers["x-request-id"], "label": label}
+                client.post("/feedback", json=feedback)
+    stop.set()
+    thread.join()
+    from loopml.cli.loop import timeline_line
+
+    console.print("[bold]Timeline[/bold] (loopml loop events breast-cancer-retrain)")
+    for event in loops.events(ws, applied):
+        console.print(timeline_line(event), markup=False, soft_wrap=True)
+    windows = {"breast-cancer-watch": monitors.windows(ws, "breast-cancer-watch", details=False)}
+    page = render_policy(applied, loops.of(ws, applied), loops.events(ws, applied), windows)
+    (OUT / "loop.html").write_text(page, encoding="utf-8")
+
+
 def main() -> None:
     """Run the demo and print what a person would look at."""
     shutil.rmtree(OUT, ignore_errors=True)
@@ -385,6 +470,11 @@ def main() -> None:
     console.print(f"The gate that refused the weaker model: {(OUT / 'gate.html').resolve()}")
     console.print(f"The canary's rollout: {(OUT / 'deployment.html').resolve()}")
     console.print(f"Drift, accuracy and alerts in production: {(OUT / 'monitor.html').resolve()}")
+    console.print(f"The loop that retrained, gated and promoted: {(OUT / 'loop.html').resolve()}")
+    console.print(
+        f"Serve it, with the loop controller alongside: cd {OUT} && ../.venv/bin/loopml deploy "
+        "serve breast-cancer"
+    )
     console.print(
         f"Explore it yourself:  cd {OUT} && ../.venv/bin/loopml runs list   "
         f"(or: loopml runs show {champion.id[:8]}, loopml data log breast-cancer, "
@@ -394,7 +484,7 @@ def main() -> None:
         "loopml models alias breast-cancer champion --history, loopml deploy history "
         "breast-cancer, loopml models evaluations breast-cancer, loopml monitor status "
         "breast-cancer-watch, loopml monitor alerts, loopml drift breast-cancer@v1 "
-        "breast-cancer-test@v1)"
+        "breast-cancer-test@v1, loopml loop status, loopml loop events breast-cancer-retrain)"
     )
 
 

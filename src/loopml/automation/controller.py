@@ -148,10 +148,24 @@ class Controller:
             if now - self._monitor_runs.get(name, 0) < min(monitor.window_s, 60) * 1000:
                 continue
             self._monitor_runs[name] = now
+            # A monitor never run starts at the policy's cursors (what triggers can still
+            # see), not a day back; after that each run continues from its last window.
+            since_s = None
+            if not monitors.windows(self.ws, name, limit=1, details=False):
+                since_s = max((now - self._oldest_cursor(policy, name)) / 1000, monitor.window_s)
             try:
-                windows.run(self.ws, name)
+                windows.run(self.ws, name, since_s=min(since_s, 86400) if since_s else None)
             except LoopMLError as exc:
                 log.warning("monitor %s: %s", name, exc)
+
+    def _oldest_cursor(self, policy: Policy, monitor: str) -> int:
+        cursors = policies.cursors(self.ws, policy)
+        found = [
+            int(cursors.get(t.key, 0))
+            for t in policy.triggers
+            if t.settings.get("monitor") == monitor
+        ]
+        return min(found, default=0)
 
     # -- the steps ---------------------------------------------------------------------------
 

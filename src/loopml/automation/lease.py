@@ -13,7 +13,7 @@ import socket
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import case, delete, select, update
+from sqlalchemy import case, select, update
 
 from loopml.core.store import insert_for, now_ms
 from loopml.core.store import schema as db
@@ -67,9 +67,14 @@ def acquire(ws: Workspace, name: str, holder: str, ttl_s: float, *, now: int | N
 
 
 def release(ws: Workspace, name: str, holder: str) -> None:
-    """Give lease `name` up, if `holder` holds it (another may take it at once)."""
+    """Give lease `name` up, if `holder` holds it (another may take it at once). The row
+    stays, expired, so the next holder's token still counts up."""
     with ws.store.write() as conn:
-        conn.execute(delete(_LEASE).where(_LEASE.c.name == name, _LEASE.c.holder == holder))
+        conn.execute(
+            update(_LEASE)
+            .where(_LEASE.c.name == name, _LEASE.c.holder == holder)
+            .values(expires_at=0)
+        )
 
 
 def current(ws: Workspace, name: str) -> Holding | None:

@@ -428,6 +428,8 @@ def _trigger(item: object, index: int, where: str) -> Trigger:
     if kind == "schedule":
         from croniter import croniter
 
+        if isinstance(settings, dict) and set(settings) != {"cron"}:
+            raise InvalidInput(f"{here}: a schedule is a cron string, or {{cron: '0 3 * * *'}}")
         cron = settings.get("cron") if isinstance(settings, dict) else settings
         if not isinstance(cron, str) or not croniter.is_valid(cron):
             raise InvalidInput(
@@ -444,7 +446,10 @@ def _trigger(item: object, index: int, where: str) -> Trigger:
         from loopml.monitoring.alerts import Rule
 
         monitor = check_name(settings["monitor"], f"{here}: monitor")
-        rule = Rule.parse(settings["when"])
+        try:
+            rule = Rule.parse(settings["when"])
+        except InvalidInput as exc:
+            raise InvalidInput(f"{here}: {exc}") from None
         drift = rule.metric in _DRIFT or rule.metric.startswith("drift.")
         if drift != (kind == "drift"):
             other = "drift" if drift else "performance"
@@ -452,12 +457,15 @@ def _trigger(item: object, index: int, where: str) -> Trigger:
                 f"{here}: {rule.metric} is a {other} metric; list it under {other} (drift "
                 f"metrics: {', '.join(sorted(_DRIFT))}, drift.COLUMN)"
             )
-        return Trigger(kind, {"monitor": monitor, "when": str(settings["when"]).strip()})
+        return Trigger(kind, {"monitor": monitor, "when": str(rule)})  # one spelling per rule
     if kind == "new_data":
         dataset = settings.get("dataset") if isinstance(settings, dict) else settings
         from loopml.data.refs import check_name as check_dataset
 
-        return Trigger("new_data", {"dataset": check_dataset(dataset)})
+        try:
+            return Trigger("new_data", {"dataset": check_dataset(dataset)})
+        except InvalidInput as exc:
+            raise InvalidInput(f"{here}: {exc}") from None
     if kind == "manual":
         return Trigger("manual")
     raise InvalidInput(f"{where}: unknown trigger {kind!r}; triggers: {', '.join(TRIGGERS)}")
@@ -477,7 +485,7 @@ _DRIFT = {
 def _evaluation(value: object, where: str) -> dict[str, Any]:
     if isinstance(value, str):
         value = {"data": value}
-    if not isinstance(value, dict) or not isinstance(value.get("data"), str):
+    if not isinstance(value, dict) or not str(value.get("data") or "").strip():
         raise InvalidInput(
             f"{where}: evaluation is {{data: DATASET@VERSION, target: COLUMN}}, not {value!r}"
         )
@@ -487,7 +495,7 @@ def _evaluation(value: object, where: str) -> dict[str, Any]:
     target = value.get("target")
     if target is not None and not isinstance(target, str):
         raise InvalidInput(f"{where}: evaluation target is a column name, not {target!r}")
-    return {"data": value["data"].strip(), "target": target}
+    return {"data": str(value["data"]).strip(), "target": target}
 
 
 def _rollout(value: object, where: str) -> Rollout | None:
@@ -511,15 +519,26 @@ def _rollout(value: object, where: str) -> Rollout | None:
     steps = value.get("steps", [10, 50, 100])
     if not isinstance(steps, list) or not all(isinstance(s, int) for s in steps):
         raise InvalidInput(f"{where}: rollout steps are whole percents, like [10, 50, 100]")
+    try:
+        interval_s = seconds(value.get("interval", 300))
+    except InvalidInput as exc:
+        raise InvalidInput(f"{where}: rollout interval: {exc}") from None
+    bounds = {key: value.get(key) or {} for key in ("min_metrics", "max_metrics")}
+    for key, given in bounds.items():
+        if not isinstance(given, dict) or not all(isinstance(k, str) for k in given):
+            raise InvalidInput(
+                f"{where}: rollout {key} is a mapping of metric: number, like {{accuracy: 0.85}}; "
+                f"not {given!r}"
+            )
     rollout = Rollout(
         deployment=value["deployment"],
         steps=tuple(steps),
-        interval_s=seconds(value.get("interval", 300)),
+        interval_s=interval_s,
         min_requests=value.get("min_requests", 50),
         max_error_rate=value.get("max_error_rate", 0.01),
         max_p99_ms=value.get("max_p99_ms"),
-        min_metrics=dict(value.get("min_metrics") or {}),
-        max_metrics=dict(value.get("max_metrics") or {}),
+        min_metrics=dict(bounds["min_metrics"]),
+        max_metrics=dict(bounds["max_metrics"]),
     )
     try:  # the deployment's own rules for a canary, checked now
         routing.Rollout(
