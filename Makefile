@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test check lint typecheck unit bench bench-data bench-pipelines bench-registry bench-serving bench-drift clean
+.PHONY: demo test check lint typecheck unit bench bench-data bench-pipelines bench-registry bench-serving bench-drift bench-loop clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,10 @@ bench-serving: $(STAMP)
 bench-drift: $(STAMP)
 	$(BIN)/python benchmarks/drift.py
 	$(BIN)/python benchmarks/monitor.py
+
+## Time the loop controller: one loop against a hand-written script, idle rounds, lease renewal.
+bench-loop: $(STAMP)
+	$(BIN)/python benchmarks/loop.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

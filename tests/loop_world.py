@@ -45,8 +45,11 @@ def prepare(data: Dataset, marker: str = "") -> pd.DataFrame:
 
 
 @step
-def train(rows: pd.DataFrame, quality: str = "good", pause: float = 0.0, marker: str = ""):
-    """Fit a scaled logistic regression; quality=bad fits it on shuffled labels."""
+def train(
+    rows: pd.DataFrame, quality: str = "good", pause: float = 0.0, marker: str = "", run: int = 0
+):
+    """Fit a scaled logistic regression; quality=bad fits it on shuffled labels (`run` only
+    changes the step's cache key, so a test can make it train again)."""
     import time
 
     if marker:
@@ -67,9 +70,9 @@ def bc(
     marker: str = "",
     run: int = 0,
 ):
-    """Prepare the rows and train one model (`run` only changes the cache key)."""
+    """Prepare the rows and train one model."""
     rows = prepare(data, marker=marker)
-    train(rows, quality=quality, pause=pause + 0 * run, marker=marker)
+    train(rows, quality=quality, pause=pause, marker=marker, run=run)
 '''
 GATE = {
     "target": TARGET,

@@ -188,6 +188,35 @@ def test_a_worse_model_past_a_lenient_gate_is_rolled_back_by_the_canary(live: Li
     assert loopml_json("deploy", "status", "bc", cwd=live.root)["routing"]["stable"] == "bc/1"
 
 
+def test_a_person_triggers_approves_and_follows_a_loop_from_the_cli(live: Live) -> None:
+    root = live.root
+    live.apply(triggers=["manual"], rollout=None, approval="manual")
+    loopml("loop", "trigger", "bc-retrain", "--reason", "labels arrived", cwd=root)
+    again = one_error_line(loopml("loop", "trigger", "bc-retrain", cwd=root, expect=1))
+    assert "has an active loop (#1, running at train)" in again
+    acted = loopml("controller", "--once", cwd=root).stdout
+    assert "approval_requested" in acted and "loopml loop approve bc-retrain" in acted
+    status = loopml("loop", "status", cwd=root).stdout
+    assert "waits for approval" in status and "bc/2" in status
+    (state,) = loopml_json("loop", "status", "bc-retrain", cwd=root)
+    assert state["controller"] is None  # --once gave the lease up
+    loopml("loop", "approve", "bc-retrain", cwd=root)
+    twice = one_error_line(loopml("loop", "approve", "bc-retrain", cwd=root, expect=1))
+    assert "nothing of policy 'bc-retrain' waits for approval" in twice
+    loopml("controller", "--once", cwd=root)
+    (state,) = loopml_json("loop", "status", "bc-retrain", cwd=root)
+    assert state["loop"]["status"] == "succeeded"
+    assert loopml_json("models", "show", "bc@champion", cwd=root)["version"]["version"] == 2
+    timeline = loopml("loop", "events", "bc-retrain", "--loop", "1", cwd=root).stdout
+    for kind in ("triggered", "approval_requested", "approved", "promoted"):
+        assert kind in timeline
+    assert "labels arrived" in timeline
+    nothing = one_error_line(loopml("loop", "cancel", "bc-retrain", cwd=root, expect=1))
+    assert "no active loop" in nothing
+    loopml("loop", "delete", "bc-retrain", cwd=root)
+    assert loopml_json("loop", "list", cwd=root) == []
+
+
 def test_bad_commands_answer_with_one_line(live: Live) -> None:
     root = live.root
     (root / "broken.yaml").write_text("name: x\npipeline: [", encoding="utf-8")

@@ -29,7 +29,7 @@ from loopml.automation.loops import Fence, Loop
 from loopml.automation.policy import Policy
 from loopml.automation.triggers import Firing, due
 from loopml.core.store import now_ms
-from loopml.core.workspace import Workspace, use_workspace
+from loopml.core.workspace import Workspace, using
 from loopml.errors import InvalidInput, InvalidState, LoopMLError, NotFound
 from loopml.tracking.current import current_user
 
@@ -65,8 +65,7 @@ class Controller:
         self.holding = lease.acquire(self.ws, lease.CONTROLLER, self.holder, self.lease_s)
         if not self.holding:
             return False
-        use_workspace(self.ws.root)  # pipelines, gates and models read the workspace from here
-        with self._heartbeat():
+        with self._heartbeat(), using(self.ws):  # the workspace pipelines and gates read
             for policy in policies.list_all(self.ws):
                 if not self.holding:
                     break
@@ -272,7 +271,7 @@ class Controller:
             loop,
             step="approval",
             status="waiting",
-            event=("approval_requested", reason, {"model": loop.model}),
+            event=("approval_requested", reason, {"model": f"models:/{loop.model}"}),
             fence=self.fence,
         )
         return None if waiting is None else waiting
@@ -303,7 +302,7 @@ class Controller:
                 event=(
                     "promoted",
                     f"{name}@champion is version {number}{was}",
-                    {"model": loop.model},
+                    {"model": f"models:/{loop.model}"},
                 ),
                 fence=self.fence,
             )
@@ -326,7 +325,11 @@ class Controller:
             for e in deployments.history(self.ws, rollout.deployment, limit=20)
             if e.kind == "canary" and e.routing.candidate == loop.model
         ]
-        watch = {"deployment": rollout.deployment, "since_event": started[-1] if started else 0}
+        watch = {
+            "deployment": rollout.deployment,
+            "since_event": started[-1] if started else 0,
+            "deadline": now_ms() + int(rollout.deadline_s * 1000),
+        }
         steps = ", ".join(f"{s}%" for s in rollout.steps)
         reason = (
             f"canary of {loop.model} on deployment {rollout.deployment}: {steps}, judged every "
@@ -338,12 +341,16 @@ class Controller:
             step="watch",
             status="rolling_out",
             details={**loop.details, "rollout": watch},
-            event=("rollout_started", reason, {**rollout.to_dict(), "model": loop.model}),
+            event=(
+                "rollout_started",
+                reason,
+                {**rollout.to_dict(), "model": f"models:/{loop.model}"},
+            ),
             fence=self.fence,
         )
 
     def _watch(self, policy: Policy, loop: Loop) -> Loop | None:
-        from loopml.deploy import deployments
+        from loopml.deploy import deployments, strategies
 
         watch: dict[str, Any] = dict(loop.details["rollout"])
         name = str(watch["deployment"])
@@ -371,6 +378,13 @@ class Controller:
             return self._promoted(policy, loop, f"{loop.model} is serving {name}", None)
         if routing.candidate != loop.model:
             reason = f"deployment {name} no longer runs {loop.model}: {routing.describe()}"
+            return self._finish(loop, "rolled_back", reason, {"deployment": name})
+        if now_ms() > int(watch.get("deadline") or 0) > 0:
+            reason = (
+                f"the canary of {loop.model} had no verdict by its deadline (rollout timeout); "
+                f"rolled back. Is deployment {name} served (loopml deploy serve {name})?"
+            )
+            strategies.rollback(self.ws, name, reason=reason, judged=deployment)
             return self._finish(loop, "rolled_back", reason, {"deployment": name})
         if news:
             watch["seen"] = news[-1].id
@@ -400,9 +414,8 @@ class Controller:
                 expected=before,
             )
         reason = f"{why}; {name}@champion is version {number}"
-        return self._finish(
-            loop, "succeeded", reason, {"event": event, "model": loop.model}, "promoted"
-        )
+        details = {"event": event, "model": f"models:/{loop.model}"}
+        return self._finish(loop, "succeeded", reason, details, "promoted")
 
     def _finish(
         self, loop: Loop, status: str, reason: str, details: dict[str, Any], kind: str | None = None
@@ -467,7 +480,13 @@ def begin(
     fence: Fence | None = None,
 ) -> Loop | None:
     """Start a loop of `policy` for the triggers that `fired`, with its dataset references
-    pinned to the versions they name now (a resumed loop trains on the same data)."""
+    pinned to the versions they name now (a resumed loop trains on the same data).
+
+    `cursors` are the triggers' cursors after the firing; a new_data trigger's moves up to the
+    version the loop trains on whatever started it, so that data does not retrain again.
+    """
+    from loopml.data.refs import parse_ref
+
     params, datasets = _pinned(ws, policy.params)
     evaluation, more = _pinned(ws, {"evaluation": policy.evaluation["data"]})
     trigger = {
@@ -475,8 +494,14 @@ def begin(
         "reason": "; ".join(f.reason for f in fired),
         "firings": [f.to_dict() for f in fired],
     }
+    moved = dict(policies.cursors(ws, policy) if cursors is None else cursors)
+    for pinned in datasets.values():
+        ref = parse_ref(pinned)
+        key = f"new_data {ref.name}"
+        if key in moved and ref.version is not None:
+            moved[key] = max(int(moved[key]), ref.version)
     details = {"evaluation_data": evaluation["evaluation"], "datasets": {**datasets, **more}}
-    return loops.start(ws, policy, trigger, params, details, cursors=cursors, fence=fence)
+    return loops.start(ws, policy, trigger, params, details, cursors=moved, fence=fence)
 
 
 def trigger(ws: Workspace, name: str, *, reason: str = "") -> Loop:

@@ -54,6 +54,7 @@ ROLLOUT_KEYS = (
     "max_p99_ms",
     "min_metrics",
     "max_metrics",
+    "timeout",
 )
 DEFAULT_COOLDOWN_S = 3600.0
 
@@ -97,6 +98,14 @@ class Rollout:
     max_p99_ms: float | None = None
     min_metrics: dict[str, float] = field(default_factory=dict)
     max_metrics: dict[str, float] = field(default_factory=dict)
+    timeout_s: float | None = None  # None: three times the steps' intervals, at least an hour
+
+    @property
+    def deadline_s(self) -> float:
+        """Return how long a canary may go without a verdict before the loop rolls it back."""
+        if self.timeout_s is not None:
+            return self.timeout_s
+        return max(3600.0, 3 * len(self.steps) * self.interval_s)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the rollout as stored (durations in seconds)."""
@@ -110,6 +119,7 @@ class Rollout:
             "max_p99_ms": self.max_p99_ms,
             "min_metrics": dict(self.min_metrics),
             "max_metrics": dict(self.max_metrics),
+            "timeout": self.timeout_s,
         }
 
 
@@ -519,10 +529,15 @@ def _rollout(value: object, where: str) -> Rollout | None:
     steps = value.get("steps", [10, 50, 100])
     if not isinstance(steps, list) or not all(isinstance(s, int) for s in steps):
         raise InvalidInput(f"{where}: rollout steps are whole percents, like [10, 50, 100]")
-    try:
-        interval_s = seconds(value.get("interval", 300))
-    except InvalidInput as exc:
-        raise InvalidInput(f"{where}: rollout interval: {exc}") from None
+    durations: dict[str, float | None] = {"interval": 300.0, "timeout": None}
+    for key in durations:
+        if value.get(key) is not None:
+            try:
+                durations[key] = seconds(value[key])
+            except InvalidInput as exc:
+                raise InvalidInput(f"{where}: rollout {key}: {exc}") from None
+    interval_s, timeout_s = durations["interval"], durations["timeout"]
+    assert interval_s is not None
     bounds = {key: value.get(key) or {} for key in ("min_metrics", "max_metrics")}
     for key, given in bounds.items():
         if not isinstance(given, dict) or not all(isinstance(k, str) for k in given):
@@ -539,6 +554,7 @@ def _rollout(value: object, where: str) -> Rollout | None:
         max_p99_ms=value.get("max_p99_ms"),
         min_metrics=dict(bounds["min_metrics"]),
         max_metrics=dict(bounds["max_metrics"]),
+        timeout_s=timeout_s,
     )
     try:  # the deployment's own rules for a canary, checked now
         routing.Rollout(

@@ -205,6 +205,7 @@ def controller_command(
     """
     import threading
 
+    from loopml.automation import lease as lease_module
     from loopml.automation import loops
     from loopml.automation.controller import Controller
     from loopml.cli.output import console
@@ -219,7 +220,10 @@ def controller_command(
         )
     last = max((e.id for e in loops.events(ws, limit=1)), default=0)
     if once:
-        acted = worker.tick()
+        try:
+            acted = worker.tick()
+        finally:
+            lease_module.release(ws, lease_module.CONTROLLER, worker.holder)
         _print_new(ws, last)
         if not acted:
             console.print("Another controller holds the lease; nothing done")

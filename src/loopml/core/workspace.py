@@ -273,6 +273,16 @@ def use_workspace(path: Path | str | None = None) -> Workspace:
     return ws
 
 
+@contextmanager
+def using(ws: Workspace) -> Iterator[Workspace]:
+    """Use `ws` for API calls in this context until the block ends (then what was before)."""
+    token = _current.set(ws)
+    try:
+        yield ws
+    finally:
+        _current.reset(token)
+
+
 def workspace() -> Workspace:
     """Return the workspace of API calls: this context's, the process's, or the cwd's.
 
