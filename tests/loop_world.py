@@ -8,16 +8,19 @@ champion. `policy(ws, ...)` writes a policy file and applies it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pytest
 import yaml
 from sklearn.datasets import load_breast_cancer
 from sklearn.model_selection import train_test_split
 
 import loopml
+from loopml.automation import loops
 from loopml.automation import policy as policies
 from loopml.core.workspace import Workspace
 
@@ -98,9 +101,12 @@ class World:
 
 
 def world(ws: Workspace) -> World:
-    """Write data, pipeline and gate into `ws`, and make version 1 of `bc` its champion."""
-    from loopml.pipelines.loader import load_pipeline
-    from loopml.pipelines.runner import run_pipeline
+    """Write data, pipeline and gate into `ws`, and make version 1 of `bc` its champion: the
+    model the pipeline's `train` step fits, fitted here (no pipeline run, so a loop's first
+    run finds nothing in the cache)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
     frame = load_breast_cancer(as_frame=True).frame
     train, test = train_test_split(frame, test_size=0.3, random_state=0, stratify=frame[TARGET])
@@ -108,10 +114,9 @@ def world(ws: Workspace) -> World:
     add_version(ws, "bc-test", test)
     (ws.root / "pipeline.py").write_text(PIPELINE, encoding="utf-8")
     (ws.root / "gate.yaml").write_text(yaml.safe_dump(GATE), encoding="utf-8")
-    result = run_pipeline(load_pipeline("pipeline.py:bc", root=ws.root), {"data": "bc@v1"})
-    loopml.log_model(
-        result.output("train"), name="bc", input_example=test.drop(columns=TARGET).head(5)
-    )
+    features = train.drop(columns=TARGET)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500))
+    loopml.log_model(model.fit(features, train[TARGET]), name="bc", input_example=features.head(5))
     loopml.promote("bc", 1, gate=ws.root / "gate.yaml", data="bc-test@v1")
     return World(ws, train, test)
 
@@ -151,3 +156,22 @@ def policy(ws: Workspace, name: str = "bc-retrain", **changes: Any) -> policies.
     path = Path(ws.root) / f"{name}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
     return policies.apply(ws, policies.load(path))[0]
+
+
+class Killed(BaseException):
+    """Stands for the controller's process dying at that moment: nothing catches it."""
+
+
+def kill_at(monkeypatch: pytest.MonkeyPatch, step: str) -> Callable[[], None]:
+    """Make a loop's next move to `step` die like a killed process (after that step's work,
+    before it is recorded); return what undoes it, for the next controller."""
+    real = loops.move
+
+    def move(*args: Any, step: str, **kwargs: Any) -> Any:
+        if step == target:
+            raise Killed
+        return real(*args, step=step, **kwargs)
+
+    target = step
+    monkeypatch.setattr(loops, "move", move)
+    return lambda: monkeypatch.setattr(loops, "move", real)

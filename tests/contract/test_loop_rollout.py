@@ -19,7 +19,7 @@ from loopml.core.workspace import Workspace
 from loopml.deploy import deployments, strategies
 from loopml.registry import models
 from tests.e2e.cli import free_port
-from tests.loop_world import policy, world
+from tests.loop_world import Killed, kill_at, policy, world
 
 ROLLOUT = {"deployment": "bc", "steps": [50, 100], "interval": "1s"}
 HOLDER = "tests"  # one holder: each test's controllers renew the same lease
@@ -106,23 +106,13 @@ def test_a_controller_killed_after_starting_the_canary_does_not_start_another(
     deployments.create(ws, "bc", "bc@champion", host="127.0.0.1", port=free_port())
     applied = policy(ws, rollout=ROLLOUT)
     controller.trigger(ws, applied.name)
-    real_move = loops.move
-
-    class Killed(BaseException):
-        """Stands for the process dying between the canary and recording it."""
-
-    def move(*args: Any, step: str, **kwargs: Any) -> Any:
-        if step == "watch":
-            raise Killed
-        return real_move(*args, step=step, **kwargs)
-
-    monkeypatch.setattr(loops, "move", move)
+    revive = kill_at(monkeypatch, "watch")  # between starting the canary and recording it
     with pytest.raises(Killed):
         Controller(ws, holder=HOLDER).tick()
     assert last_loop(ws, applied).step == "release"
     assert deployments.get(ws, "bc").routing.candidate == "bc/2"  # the canary is on
 
-    monkeypatch.setattr(loops, "move", real_move)
+    revive()
     Controller(ws, holder=HOLDER).tick()  # after the crash: the canary is recognised, not redone
     loop = last_loop(ws, applied)
     assert (loop.step, loop.status) == ("watch", "rolling_out")
@@ -142,5 +132,5 @@ def test_a_loop_trains_on_the_ray_executor(ws: Workspace) -> None:
     started = next(e for e in loops.events(ws, applied) if e.kind == "run_started")
     assert started.details["executor"] == "ray"
     finished = next(e for e in loops.events(ws, applied) if e.kind == "run_finished")
-    assert finished.details["cached"] == 1  # prepare from the cache; train ran on Ray
+    assert (finished.details["steps"], finished.details["cached"]) == (2, 0)  # ran on Ray
     assert models.get_model(ws, "bc").aliases["champion"] == 2

@@ -8,6 +8,8 @@ blocks it, and with a gate too lenient to catch it, the canary rolls it back; th
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +23,16 @@ import pytest
 import yaml
 
 from loopml.core.workspace import Workspace, set_workspace
-from tests.e2e.cli import free_port, loopml, loopml_json, one_error_line, start_server, stop
+from tests.e2e.cli import (
+    LOOPML,
+    environment,
+    free_port,
+    loopml,
+    loopml_json,
+    one_error_line,
+    start_server,
+    stop,
+)
 from tests.loop_world import TARGET, World, add_version, shifted, world
 
 WINDOW = "2s"
@@ -120,9 +131,9 @@ def test_drift_retrains_gates_canaries_and_moves_the_champion(live: Live) -> Non
         loop = live.finished_loop()
     finally:
         _, output = stop(live.process)
-    for e in live.events():
-        print(e["created_at"], e["kind"], e["reason"])
     assert loop["status"] == "succeeded", (loop, output)
+    (state,) = loopml_json("loop", "status", "bc-retrain", cwd=live.root)
+    assert state["controller"] is None  # the server's controller gave its lease up on SIGTERM
     kinds = [e["kind"] for e in live.events()]
     assert kinds[:6] == [
         "policy_created", "triggered", "run_started", "run_finished", "registered", "gate_passed",
@@ -215,6 +226,30 @@ def test_a_person_triggers_approves_and_follows_a_loop_from_the_cli(live: Live) 
     assert "no active loop" in nothing
     loopml("loop", "delete", "bc-retrain", cwd=root)
     assert loopml_json("loop", "list", cwd=root) == []
+
+
+def test_a_controller_stopped_by_sigterm_gives_its_lease_up(live: Live) -> None:
+    live.apply(triggers=["manual"], rollout=None)
+    process = subprocess.Popen(
+        [str(LOOPML), "controller", "--poll", "0.2s", "--lease", "60s"],
+        cwd=live.root,
+        env=environment(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while loopml_json("loop", "status", "bc-retrain", cwd=live.root)[0]["controller"] is None:
+            assert time.monotonic() < deadline and process.poll() is None, "no controller"
+            time.sleep(0.2)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGTERM, output
+    assert "Traceback" not in output
+    (state,) = loopml_json("loop", "status", "bc-retrain", cwd=live.root)
+    assert state["controller"] is None  # another may act at once, not a lease later
 
 
 def test_bad_commands_answer_with_one_line(live: Live) -> None:

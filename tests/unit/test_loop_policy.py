@@ -248,7 +248,8 @@ def test_new_data_names_a_dataset_either_way(settings: object) -> None:
 
 @pytest.mark.parametrize("settings", [{}, "churn@v2", {"dataset": "no way"}])
 def test_new_data_with_a_bad_dataset_is_refused(settings: object) -> None:
-    assert "dataset name" in refused(spec(triggers=[{"new_data": settings}]))
+    message = refused(spec(triggers=[{"new_data": settings}]))
+    assert "dataset name" in message or "new_data names a dataset" in message
 
 
 @pytest.mark.parametrize(
@@ -384,6 +385,38 @@ def test_a_bad_cooldown_names_the_cooldown() -> None:
 @pytest.mark.parametrize("cooldown", [-5, "-1h", float("inf")])
 def test_a_cooldown_below_zero_or_endless_is_refused(cooldown: object) -> None:
     assert "cooldown" in refused(spec(cooldown=cooldown))
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("cooldown", 1e308),
+        ("cooldown", "400d"),
+        ("cooldown", False),
+        ("rollout", {"deployment": "api", "interval": 1e308}),
+        ("rollout", {"deployment": "api", "interval": "8d"}),
+        ("rollout", {"deployment": "api", "timeout": "1000d"}),
+    ],
+)
+def test_durations_past_a_sensible_length_are_refused(key: str, value: object) -> None:
+    message = refused(spec(**{key: value}))
+    assert key in message and ("longer than" in message or "not a duration" in message)
+
+
+@pytest.mark.parametrize("cron", ["0 0 3 * * *", "*/1 * * * * *"])
+def test_a_cron_with_seconds_is_refused(cron: str) -> None:
+    assert "(minute hour day month weekday)" in refused(spec(triggers=[{"schedule": cron}]))
+
+
+@pytest.mark.parametrize(
+    ("trigger", "expected"),
+    [
+        ({"new_data": {"dataset": "churn", "x": 1}}, "new_data names a dataset"),
+        ({"manual": [1, 2, 3]}, "manual takes no settings"),
+    ],
+)
+def test_triggers_refuse_settings_they_do_not_take(trigger: object, expected: str) -> None:
+    assert expected in refused(spec(triggers=[trigger]))
 
 
 def test_load_reads_a_policy_file(tmp_path: Path) -> None:

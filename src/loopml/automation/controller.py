@@ -21,6 +21,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 from loopml.automation import lease, loops
@@ -73,6 +74,8 @@ class Controller:
                     self._policy(policy)
                 except LoopMLError as exc:  # e.g. its monitor was deleted: say so, go on
                     log.warning("policy %s: %s", policy.name, exc)
+                except Exception:  # one policy's fault never stops the others
+                    log.exception("policy %s: its round failed", policy.name)
         return self.holding
 
     def run(self, stop: threading.Event) -> None:
@@ -97,6 +100,8 @@ class Controller:
         loop = loops.active(self.ws, policy)
         if loop is None:
             loop = self._start(policy)
+        if loop is not None:
+            policy = as_started(policy, loop)  # a re-apply changes the next loop, not this one
         while loop is not None and loop.active and self.holding:
             step, current = loop.step, loop
             try:
@@ -104,8 +109,10 @@ class Controller:
             except Exception as exc:  # the loop fails with the reason; the controller goes on
                 if not isinstance(exc, LoopMLError):
                     log.exception("%s: step %s failed", current.label, step)
-                message = (
-                    str(exc) if isinstance(exc, LoopMLError) else f"{type(exc).__name__}: {exc}"
+                message = " ".join(
+                    (
+                        str(exc) if isinstance(exc, LoopMLError) else f"{type(exc).__name__}: {exc}"
+                    ).split()
                 )
                 loops.move(
                     self.ws,
@@ -169,18 +176,28 @@ class Controller:
     # -- the steps ---------------------------------------------------------------------------
 
     def _train(self, policy: Policy, loop: Loop) -> Loop | None:
+        from loopml.evaluation.gates import Gate
         from loopml.pipelines.loader import load_pipeline
         from loopml.pipelines.runner import run_pipeline
 
+        # What the gate needs, before anything trains or registers: its file, the data, the
+        # target column (any of them may have gone since the policy was applied).
+        pinned = replace(
+            policy, evaluation={**policy.evaluation, "data": loop.details["evaluation_data"]}
+        )
+        gate = Gate.load(self.ws.root / policy.gate)
+        policies.check_evaluation(self.ws, pinned, gate, f"policy {policy.name!r}")
         pipeline = load_pipeline(policy.pipeline, root=self.ws.root)
+        again = any(e.kind == "run_started" for e in loops.events(self.ws, policy, loop=loop))
 
         def started(run_id: str) -> None:
+            how = "started again after the controller stopped mid-run" if again else "started"
             loops.record(
                 self.ws,
                 policy,
                 loop,
                 "run_started",
-                f"pipeline {policy.pipeline} started as run {run_id[:8]} ({policy.executor})",
+                f"pipeline {policy.pipeline} {how} as run {run_id[:8]} ({policy.executor})",
                 details={"run_id": run_id, "params": loop.params, "executor": policy.executor},
             )
 
@@ -285,16 +302,17 @@ class Controller:
         rollout = policy.rollout
         if rollout is None:  # no deployment to canary on: the gate's verdict moves champion
             before = models.get_model(self.ws, name).aliases.get("champion")
-            models.set_alias(
-                self.ws,
-                name,
-                "champion",
-                int(number),
-                reason=f"loop {loop.label}: passed its gate",
-                expected=before,
-            )
-            was = f" (was version {before})" if before else ""
-            return loops.move(
+            if before != int(number):  # (a controller stopped after moving it: moved already)
+                models.set_alias(
+                    self.ws,
+                    name,
+                    "champion",
+                    int(number),
+                    reason=f"loop {loop.label}: passed its gate",
+                    expected=before,
+                )
+            was = f" (was version {before})" if before not in (None, int(number)) else ""
+            done = loops.move(
                 self.ws,
                 loop,
                 step="done",
@@ -306,6 +324,16 @@ class Controller:
                 ),
                 fence=self.fence,
             )
+            if done is None and before not in (None, int(number)):  # cancelled meanwhile
+                models.set_alias(
+                    self.ws,
+                    name,
+                    "champion",
+                    before,
+                    reason=f"loop {loop.label} was cancelled as it moved champion",
+                    expected=int(number),
+                )
+            return done
         deployment = deployments.get(self.ws, rollout.deployment)
         if deployment.routing.candidate != loop.model:  # not started before a restart
             deployment = strategies.canary(
@@ -335,7 +363,7 @@ class Controller:
             f"canary of {loop.model} on deployment {rollout.deployment}: {steps}, judged every "
             f"{rollout.interval_s:g}s by the deployment's server"
         )
-        return loops.move(
+        watching = loops.move(
             self.ws,
             loop,
             step="watch",
@@ -348,6 +376,9 @@ class Controller:
             ),
             fence=self.fence,
         )
+        if watching is None:  # cancelled (or taken over) as the canary started: no orphan
+            _roll_back_canary(self.ws, rollout.deployment, loop, "was cancelled")
+        return watching
 
     def _watch(self, policy: Policy, loop: Loop) -> Loop | None:
         from loopml.deploy import deployments, strategies
@@ -500,7 +531,11 @@ def begin(
         key = f"new_data {ref.name}"
         if key in moved and ref.version is not None:
             moved[key] = max(int(moved[key]), ref.version)
-    details = {"evaluation_data": evaluation["evaluation"], "datasets": {**datasets, **more}}
+    details = {
+        "evaluation_data": evaluation["evaluation"],
+        "datasets": {**datasets, **more},
+        "policy": policy.spec(),
+    }
     return loops.start(ws, policy, trigger, params, details, cursors=moved, fence=fence)
 
 
@@ -542,22 +577,47 @@ def approve(ws: Workspace, name: str) -> Loop:
 
 def cancel(ws: Workspace, name: str, *, reason: str = "") -> Loop:
     """End policy `name`'s active loop; a canary it started is rolled back."""
-    from loopml.deploy import deployments, strategies
-
     policy = policies.get(ws, name)
     loop = loops.active(ws, policy)
     if loop is None:
         raise InvalidState(f"policy {name!r} has no active loop to cancel")
     why = f"cancelled by {current_user()}" + (f": {reason}" if reason else "")
-    watched = loop.details.get("rollout", {}).get("deployment")
-    if watched is not None and deployments.get(ws, watched).routing.candidate == loop.model:
-        strategies.rollback(ws, watched, reason=f"loop {loop.label} {why}")
+    rollout = as_started(policy, loop).rollout
+    if rollout is not None:
+        _roll_back_canary(ws, rollout.deployment, loop, why)
     moved = loops.move(
         ws, loop, step="done", status="cancelled", error=why, event=("cancelled", why, {})
     )
     if moved is None:
         raise InvalidState(f"loop {loop.label} changed meanwhile; see loopml loop status {name}")
     return moved
+
+
+def as_started(policy: Policy, loop: Loop) -> Policy:
+    """Return `policy` as it was when `loop` started (what the loop runs with to its end)."""
+    spec = loop.details.get("policy")
+    if spec is None:
+        return policy
+    return replace(
+        policies.parse(spec),
+        id=policy.id,
+        source=policy.source,
+        user=policy.user,
+        created_at=policy.created_at,
+        updated_at=policy.updated_at,
+    )
+
+
+def _roll_back_canary(ws: Workspace, deployment: str, loop: Loop, why: str) -> None:
+    """Roll back the canary of the loop's model on `deployment`, if one is on."""
+    from loopml.deploy import deployments, strategies
+
+    try:
+        current = deployments.get(ws, deployment)
+    except NotFound:
+        return
+    if current.routing.candidate == loop.model:
+        strategies.rollback(ws, deployment, reason=f"loop {loop.label} {why}", judged=current)
 
 
 def cooling_until(ws: Workspace, policy: Policy) -> int:
@@ -578,6 +638,7 @@ def status(ws: Workspace, policy: Policy) -> dict[str, Any]:
     until = cooling_until(ws, policy)
     return {
         "policy": policy.name,
+        "problems": problems(ws, policy),
         "loop": recent[0].to_dict() if recent else None,
         "cooling_until": until if until > now else None,
         "pending": [f.to_dict() for f in pending],
@@ -585,6 +646,28 @@ def status(ws: Workspace, policy: Policy) -> dict[str, Any]:
             holding.holder if holding is not None and holding.expires_at > now else None
         ),
     }
+
+
+def problems(ws: Workspace, policy: Policy) -> list[str]:
+    """Return what the policy names that is gone since it was applied (its loops would fail
+    on it, or its triggers never fire)."""
+    from loopml.deploy import deployments
+    from loopml.monitoring import monitors
+
+    found = []
+    for name in policy.monitors:
+        try:
+            monitors.get(ws, name)
+        except NotFound:
+            found.append(f"monitor {name} was deleted: its triggers cannot fire")
+    if policy.rollout is not None:
+        try:
+            deployments.get(ws, policy.rollout.deployment)
+        except NotFound:
+            found.append(f"deployment {policy.rollout.deployment} was deleted: loops will fail")
+    if not (ws.root / policy.gate).is_file():
+        found.append(f"gate file {policy.gate} is gone: loops will fail")
+    return found
 
 
 @contextmanager

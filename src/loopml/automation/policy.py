@@ -57,6 +57,7 @@ ROLLOUT_KEYS = (
     "timeout",
 )
 DEFAULT_COOLDOWN_S = 3600.0
+MAX_DURATION_S = {"cooldown": 366 * 86400.0, "interval": 7 * 86400.0, "timeout": 366 * 86400.0}
 
 
 @dataclass(frozen=True)
@@ -280,13 +281,36 @@ def check(ws: Workspace, policy: Policy) -> Policy:
             except InvalidInput as exc:
                 raise InvalidInput(f"{where}, trigger {trigger.key}: {exc}") from None
         elif trigger.kind == "new_data":
-            versions.get(ws, trigger.settings["dataset"])
-    versions.get(ws, policy.evaluation["data"])
+            try:
+                versions.get(ws, trigger.settings["dataset"])
+            except NotFound as exc:
+                raise NotFound(f"{where}, trigger {trigger.key}: {exc}") from None
     gate = _rooted(ws, policy.gate, "gate file")
-    Gate.load(ws.root / gate)
+    check_evaluation(ws, policy, Gate.load(ws.root / gate), where)
     if policy.rollout is not None:
         deployments.get(ws, policy.rollout.deployment)
     return replace(policy, pipeline=pipeline_ref, gate=gate)
+
+
+def check_evaluation(ws: Workspace, policy: Policy, gate: Any, where: str) -> None:
+    """Check the policy's evaluation data exists and holds the target the gate scores."""
+    from loopml.evaluation.scoring import read_table
+
+    try:
+        table = read_table(ws, policy.evaluation["data"])
+    except (NotFound, InvalidInput) as exc:
+        raise type(exc)(f"{where}, evaluation data: {exc}") from None
+    target = policy.evaluation["target"] or gate.target
+    if target is None:
+        raise InvalidInput(
+            f"{where}: name the column the gate scores against (evaluation: {{data: ..., "
+            "target: COLUMN}}, or target: in the gate file)"
+        )
+    if target not in table.frame.columns:
+        raise InvalidInput(
+            f"{where}: evaluation data {table.label} has no target column {target!r}; its "
+            f"columns: {', '.join(map(str, table.frame.columns[:20]))}"
+        )
 
 
 def apply(ws: Workspace, policy: Policy) -> tuple[Policy, str]:
@@ -436,49 +460,65 @@ def _trigger(item: object, index: int, where: str) -> Trigger:
     ((kind, settings),) = item.items()
     here = f"{where}, trigger {index + 1} ({kind})"
     if kind == "schedule":
-        from croniter import croniter
-
-        if isinstance(settings, dict) and set(settings) != {"cron"}:
-            raise InvalidInput(f"{here}: a schedule is a cron string, or {{cron: '0 3 * * *'}}")
-        cron = settings.get("cron") if isinstance(settings, dict) else settings
-        if not isinstance(cron, str) or not croniter.is_valid(cron):
-            raise InvalidInput(
-                f"{here}: {cron!r} is not a cron expression like '0 3 * * *' (minute hour day "
-                "month weekday)"
-            )
-        return Trigger("schedule", {"cron": " ".join(cron.split())})
+        return _schedule(settings, here)
     if kind in ("drift", "performance"):
-        if not isinstance(settings, dict) or set(settings) != {"monitor", "when"}:
-            raise InvalidInput(
-                f"{here}: give a monitor and a rule, like {{monitor: churn, when: "
-                f"'{'drift_share > 0.3' if kind == 'drift' else 'accuracy < 0.8'}'}}"
-            )
-        from loopml.monitoring.alerts import Rule
-
-        monitor = check_name(settings["monitor"], f"{here}: monitor")
-        try:
-            rule = Rule.parse(settings["when"])
-        except InvalidInput as exc:
-            raise InvalidInput(f"{here}: {exc}") from None
-        drift = rule.metric in _DRIFT or rule.metric.startswith("drift.")
-        if drift != (kind == "drift"):
-            other = "drift" if drift else "performance"
-            raise InvalidInput(
-                f"{here}: {rule.metric} is a {other} metric; list it under {other} (drift "
-                f"metrics: {', '.join(sorted(_DRIFT))}, drift.COLUMN)"
-            )
-        return Trigger(kind, {"monitor": monitor, "when": str(rule)})  # one spelling per rule
+        return _monitor_trigger(kind, settings, here)
     if kind == "new_data":
-        dataset = settings.get("dataset") if isinstance(settings, dict) else settings
-        from loopml.data.refs import check_name as check_dataset
-
-        try:
-            return Trigger("new_data", {"dataset": check_dataset(dataset)})
-        except InvalidInput as exc:
-            raise InvalidInput(f"{here}: {exc}") from None
+        return _new_data(settings, here)
     if kind == "manual":
+        if settings not in (None, {}):
+            raise InvalidInput(f"{here}: manual takes no settings; write - manual")
         return Trigger("manual")
     raise InvalidInput(f"{where}: unknown trigger {kind!r}; triggers: {', '.join(TRIGGERS)}")
+
+
+def _schedule(settings: object, here: str) -> Trigger:
+    from croniter import croniter
+
+    if isinstance(settings, dict) and set(settings) != {"cron"}:
+        raise InvalidInput(f"{here}: a schedule is a cron string, or {{cron: '0 3 * * *'}}")
+    cron = settings.get("cron") if isinstance(settings, dict) else settings
+    if not isinstance(cron, str) or len(cron.split()) != 5 or not croniter.is_valid(cron):
+        raise InvalidInput(
+            f"{here}: {cron!r} is not a cron expression like '0 3 * * *' (minute hour day "
+            "month weekday)"
+        )
+    return Trigger("schedule", {"cron": " ".join(cron.split())})
+
+
+def _monitor_trigger(kind: str, settings: object, here: str) -> Trigger:
+    from loopml.monitoring.alerts import Rule
+
+    if not isinstance(settings, dict) or set(settings) != {"monitor", "when"}:
+        raise InvalidInput(
+            f"{here}: give a monitor and a rule, like {{monitor: churn, when: "
+            f"'{'drift_share > 0.3' if kind == 'drift' else 'accuracy < 0.8'}'}}"
+        )
+    monitor = check_name(settings["monitor"], f"{here}: monitor")
+    try:
+        rule = Rule.parse(settings["when"])
+    except InvalidInput as exc:
+        raise InvalidInput(f"{here}: {exc}") from None
+    drift = rule.metric in _DRIFT or rule.metric.startswith("drift.")
+    if drift != (kind == "drift"):
+        other = "drift" if drift else "performance"
+        raise InvalidInput(
+            f"{here}: {rule.metric} is a {other} metric; list it under {other} (drift "
+            f"metrics: {', '.join(sorted(_DRIFT))}, drift.COLUMN)"
+        )
+    return Trigger(kind, {"monitor": monitor, "when": str(rule)})  # one spelling per rule
+
+
+def _new_data(settings: object, here: str) -> Trigger:
+    from loopml.data.refs import check_name as check_dataset
+
+    if isinstance(settings, dict) and set(settings) != {"dataset"}:
+        raise InvalidInput(f"{here}: new_data names a dataset, like {{dataset: churn}}")
+    dataset = settings.get("dataset") if isinstance(settings, dict) else settings
+    try:
+        return Trigger("new_data", {"dataset": check_dataset(dataset)})
+    except InvalidInput as exc:
+        raise InvalidInput(f"{here}: {exc}") from None
 
 
 # What a drift trigger watches; every other monitor metric (accuracy, rmse, error rate,
@@ -532,10 +572,7 @@ def _rollout(value: object, where: str) -> Rollout | None:
     durations: dict[str, float | None] = {"interval": 300.0, "timeout": None}
     for key in durations:
         if value.get(key) is not None:
-            try:
-                durations[key] = seconds(value[key])
-            except InvalidInput as exc:
-                raise InvalidInput(f"{where}: rollout {key}: {exc}") from None
+            durations[key] = _duration(value[key], f"{where}: rollout {key}", key)
     interval_s, timeout_s = durations["interval"], durations["timeout"]
     assert interval_s is not None
     bounds = {key: value.get(key) or {} for key in ("min_metrics", "max_metrics")}
@@ -572,14 +609,22 @@ def _rollout(value: object, where: str) -> Rollout | None:
 
 
 def _cooldown(value: object, where: str) -> float:
-    if value in (0, "0", "none", None):
+    if value is not False and value in (0, "0", "none", None):
         return 0.0
+    return _duration(value, f"{where}: cooldown", "cooldown")
+
+
+def _duration(value: object, where: str, key: str) -> float:
+    """Return the seconds `value` means, refused past the longest sensible `key`."""
+    if isinstance(value, bool):
+        raise InvalidInput(f"{where}: {value!r} is not a duration; write e.g. 90, 45s, 5m, 1h")
     try:
         found = seconds(value)  # type: ignore[arg-type]
     except InvalidInput as exc:
-        raise InvalidInput(f"{where}: cooldown: {exc}") from None
-    if not math.isfinite(found):
-        raise InvalidInput(f"{where}: cooldown must be finite")
+        raise InvalidInput(f"{where}: {exc}") from None
+    longest = MAX_DURATION_S[key]
+    if not math.isfinite(found) or found > longest:
+        raise InvalidInput(f"{where}: {value!r} is longer than {longest / 86400:g} days")
     return found
 
 

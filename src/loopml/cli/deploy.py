@@ -104,6 +104,7 @@ def serve(
     When the workspace has loop policies, a loop controller runs alongside (--no-controller
     leaves that to `loopml controller`)."""
     from loopml.automation.controller import background
+    from loopml.cli.loop import terminable
     from loopml.serving.server import serve_deployment
 
     ws = _ws()
@@ -115,7 +116,7 @@ def serve(
         log_sample_rate=log_sample_rate,
         auth_token=auth_token,
     )
-    with background(ws, enabled=controller):
+    with background(ws, enabled=controller) as running, terminable(running is not None):
         serve_deployment(name, host=host, port=port, settings=chosen)
 
 

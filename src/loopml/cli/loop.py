@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 if TYPE_CHECKING:
+    from loopml.automation.controller import Controller
     from loopml.automation.loops import Event
     from loopml.core.workspace import Workspace
 
@@ -84,7 +89,15 @@ def status(
                 "; ".join(p["reason"] for p in state["pending"]),
             )
         )
-    table("Policies", ["POLICY", "LOOP", "STATE", "MODEL", "COOLS UNTIL", "PENDING"], rows)
+    table(
+        "Policies",
+        ["POLICY", "LOOP", "STATE", "MODEL", "COOLS UNTIL", "PENDING"],
+        rows,
+        wrap=("STATE", "PENDING"),
+    )
+    for state in found:
+        for problem in state["problems"]:
+            console.print(f"{state['policy']}: {problem}")
     holder = found[0]["controller"]
     console.print(
         f"Controller: {holder}" if holder else "No controller is running: loopml controller"
@@ -203,8 +216,6 @@ def controller_command(
     Several controllers may run against one store: one acts, the others stand by and take
     over when its lease expires.
     """
-    import threading
-
     from loopml.automation import lease as lease_module
     from loopml.automation import loops
     from loopml.automation.controller import Controller
@@ -213,7 +224,7 @@ def controller_command(
 
     ws = _ws()
     worker = Controller(ws, poll_s=seconds(poll), lease_s=seconds(lease))
-    if worker.lease_s < 3 * worker.poll_s:
+    if not once and worker.lease_s < 3 * worker.poll_s:
         raise typer.BadParameter(
             f"the lease ({lease}) must last at least three rounds ({poll} each)",
             param_hint="--lease",
@@ -232,6 +243,16 @@ def controller_command(
     stop = threading.Event()
     thread = threading.Thread(target=worker.run, args=(stop,), daemon=True)
     thread.start()
+    with terminable():
+        _follow(ws, worker, thread, stop, last)
+
+
+def _follow(
+    ws: Workspace, worker: Controller, thread: threading.Thread, stop: threading.Event, last: int
+) -> None:
+    """Print the timeline as it lands until the controller's thread ends; stop it on exit."""
+    from loopml.cli.output import console
+
     acting = True
     try:
         while thread.is_alive():
@@ -249,12 +270,32 @@ def controller_command(
         thread.join(timeout=worker.lease_s)
 
 
+@contextmanager
+def terminable(enabled: bool = True) -> Iterator[None]:
+    """Make SIGTERM (what systemd and Kubernetes send) exit through `finally` blocks, so a
+    controller gives its lease up; the handler before is restored afterwards. (A server
+    re-raises the SIGTERM it drained on; this turns that into an exit, status 143.)"""
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def exit_now(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    before = signal.signal(signal.SIGTERM, exit_now)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def timeline_line(event: Event) -> str:
     """Return one event as a timeline line: time, loop, kind, reason."""
     from loopml.cli.output import when
 
     loop = f"#{event.loop}" if event.loop is not None else "-"
-    return f"{when(event.created_at)}  {event.policy} {loop:<4} {event.kind:<18} {event.reason}"
+    reason = " ".join(event.reason.split())  # one line per event, whatever a message held
+    return f"{when(event.created_at)}  {event.policy} {loop:<4} {event.kind:<18} {reason}"
 
 
 def _print_new(ws: Workspace, after: int) -> int:
@@ -273,4 +314,8 @@ def _state(loop: dict[str, Any]) -> str:
         return "waits for approval"
     if loop["status"] in ("running", "rolling_out"):
         return f"{status}: {loop['step']}"
-    return status + (f": {loop['error']}" if loop["error"] else "")
+    error = " ".join(str(loop["error"]).split())
+    if not error:
+        return status
+    shown = error if error.startswith(status) else f"{status}: {error}"
+    return shown if len(shown) <= 120 else shown[:119] + "…"

@@ -98,6 +98,7 @@ def serve(
     When the workspace has loop policies, a loop controller runs alongside (--no-controller
     leaves that to `loopml controller`)."""
     from loopml.automation.controller import background
+    from loopml.cli.loop import terminable
     from loopml.core.workspace import set_workspace
     from loopml.registry.uris import expand
     from loopml.serving.server import serve as serve_
@@ -111,5 +112,5 @@ def serve(
         log_sample_rate=log_sample_rate,
         auth_token=auth_token,
     )
-    with background(ws, enabled=controller):
+    with background(ws, enabled=controller) as running, terminable(running is not None):
         serve_(expand(model), host=host, port=port, workers=workers, settings=chosen)
