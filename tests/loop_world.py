@@ -100,25 +100,34 @@ class World:
         return self.test.drop(columns=TARGET)
 
 
-def world(ws: Workspace) -> World:
-    """Write data, pipeline and gate into `ws`, and make version 1 of `bc` its champion: the
-    model the pipeline's `train` step fits, fitted here (no pipeline run, so a loop's first
-    run finds nothing in the cache)."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
+def files(ws: Workspace) -> World:
+    """Write what a policy names into `ws`: datasets bc (training rows) and bc-test (held-out
+    rows), pipeline.py and gate.yaml; no model yet."""
     frame = load_breast_cancer(as_frame=True).frame
     train, test = train_test_split(frame, test_size=0.3, random_state=0, stratify=frame[TARGET])
     add_version(ws, "bc", train)
     add_version(ws, "bc-test", test)
     (ws.root / "pipeline.py").write_text(PIPELINE, encoding="utf-8")
     (ws.root / "gate.yaml").write_text(yaml.safe_dump(GATE), encoding="utf-8")
-    features = train.drop(columns=TARGET)
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500))
-    loopml.log_model(model.fit(features, train[TARGET]), name="bc", input_example=features.head(5))
-    loopml.promote("bc", 1, gate=ws.root / "gate.yaml", data="bc-test@v1")
     return World(ws, train, test)
+
+
+def world(ws: Workspace) -> World:
+    """Write `files` into `ws`, and make version 1 of `bc` its champion: the model the
+    pipeline's `train` step fits, fitted here (no pipeline run, so a loop's first run finds
+    nothing in the cache)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    made = files(ws)
+    features = made.train.drop(columns=TARGET)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500))
+    loopml.log_model(
+        model.fit(features, made.train[TARGET]), name="bc", input_example=features.head(5)
+    )
+    loopml.promote("bc", 1, gate=ws.root / "gate.yaml", data="bc-test@v1")
+    return made
 
 
 def add_version(ws: Workspace, name: str, frame: pd.DataFrame) -> str:
@@ -138,9 +147,11 @@ def shifted(frame: pd.DataFrame, factor: float = 1.3) -> pd.DataFrame:
     return out
 
 
-def policy(ws: Workspace, name: str = "bc-retrain", **changes: Any) -> policies.Policy:
+def apply_policy(
+    ws: Workspace, name: str = "bc-retrain", **changes: Any
+) -> tuple[policies.Policy, str]:
     """Write policy `name` (the defaults below, updated by `changes`; None removes a key)
-    to POLICY.yaml in the workspace and apply it."""
+    to NAME.yaml in the workspace and apply it; return it and what applying did."""
     spec: dict[str, Any] = {
         "name": name,
         "pipeline": "pipeline.py:bc",
@@ -155,7 +166,12 @@ def policy(ws: Workspace, name: str = "bc-retrain", **changes: Any) -> policies.
     spec = {k: v for k, v in spec.items() if v is not None}
     path = Path(ws.root) / f"{name}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
-    return policies.apply(ws, policies.load(path))[0]
+    return policies.apply(ws, policies.load(path))
+
+
+def policy(ws: Workspace, name: str = "bc-retrain", **changes: Any) -> policies.Policy:
+    """Apply policy `name` as `apply_policy` does; return it."""
+    return apply_policy(ws, name, **changes)[0]
 
 
 class Killed(BaseException):

@@ -5,16 +5,12 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 from datetime import UTC, datetime
-from functools import cache
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
-import yaml
-from sklearn.datasets import load_breast_cancer
-from sklearn.model_selection import train_test_split
 from sqlalchemy import func, select
 
 from loopml.automation import controller, lease, loops
@@ -27,7 +23,7 @@ from loopml.core.store import schema as db
 from loopml.core.workspace import Workspace
 from loopml.errors import InvalidInput, InvalidState, NotFound
 from tests.e2e.cli import python, together
-from tests.loop_world import GATE, PIPELINE, TARGET, add_version, shifted
+from tests.loop_world import add_version, apply_policy, files, shifted
 
 HOUR_MS = 3_600_000
 NAME = "bc-retrain"
@@ -35,43 +31,15 @@ TTL_MS = 500  # the racing processes' lease
 HOLD_MS = 1200  # how long a racing process acts once it first holds the lease
 
 
-@cache
-def frames() -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Return the breast-cancer rows split into training and held-out rows."""
-    frame = load_breast_cancer(as_frame=True).frame
-    train, test = train_test_split(frame, test_size=0.3, random_state=0, stratify=frame[TARGET])
-    return train, test
-
-
 def setup(ws: Workspace) -> pd.DataFrame:
-    """Write what a policy names (datasets bc and bc-test, pipeline.py, gate.yaml) into `ws`
-    without training a champion, which applying a policy does not need; return bc's rows."""
-    train, test = frames()
-    add_version(ws, "bc", train)
-    add_version(ws, "bc-test", test)
-    (ws.root / "pipeline.py").write_text(PIPELINE, encoding="utf-8")
-    (ws.root / "gate.yaml").write_text(yaml.safe_dump(GATE), encoding="utf-8")
-    return train
+    """Write what a policy names into `ws` (no champion: applying does not need one); return
+    bc's rows."""
+    return files(ws).train
 
 
 def apply(ws: Workspace, **changes: Any) -> tuple[Policy, str]:
-    """Write policy NAME (a manual one, updated by `changes`; None removes a key) to its
-    file in the workspace and apply it; return it and what happened."""
-    spec: dict[str, Any] = {
-        "name": NAME,
-        "pipeline": "pipeline.py:bc",
-        "params": {"data": "bc@latest"},
-        "triggers": ["manual"],
-        "register_as": "bc",
-        "evaluation": {"data": "bc-test@latest", "target": TARGET},
-        "gate": "gate.yaml",
-        "cooldown": "1h",
-    }
-    spec.update(changes)
-    path = ws.root / f"{NAME}.yaml"
-    written = {k: v for k, v in spec.items() if v is not None}
-    path.write_text(yaml.safe_dump(written, sort_keys=False), encoding="utf-8")
-    return policies.apply(ws, policies.load(path))
+    """Apply policy NAME (a manual one, updated by `changes`); return it and what happened."""
+    return apply_policy(ws, NAME, **changes)
 
 
 def rows(ws: Workspace) -> dict[str, int]:

@@ -587,6 +587,18 @@ def test_an_unreadable_log_file_is_skipped_and_text_in_a_number_column_is_drift(
     assert by[-1].metrics["drift_share"] == pytest.approx(1 / 3)
 
 
+def test_a_window_left_open_by_one_run_is_completed_by_a_later_one(served: Served) -> None:
+    ws = served.ws
+    deployments.create(ws, "quiet", "churn@champion", host="127.0.0.1", port=8082)
+    monitors.create(ws, "silence", deployment="quiet", reference=served.reference, window="1m")
+    # Runs a window apart, each while its newest window is still open (as `--every` does).
+    windows.run(ws, "silence", since_s=30, now=T0 + timedelta(seconds=30))
+    windows.run(ws, "silence", now=T0 + timedelta(seconds=61))
+    windows.run(ws, "silence", now=T0 + timedelta(seconds=121))
+    stored = {w.start_ms: w.complete for w in monitors.windows(ws, "silence")}
+    assert stored == {_ms(0): True, _ms(1): False, _ms(2): False}
+
+
 def test_a_deployment_with_no_log_gives_empty_windows(served: Served) -> None:
     ws = served.ws
     deployments.create(ws, "quiet", "churn@champion", host="127.0.0.1", port=8082)

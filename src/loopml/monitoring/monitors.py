@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import RowMapping, delete, insert, select
+from sqlalchemy import RowMapping, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError as SQLIntegrityError
 
 from loopml.core.durations import seconds
@@ -243,6 +243,19 @@ def windows(
     with ws.store.read() as conn:
         rows = conn.execute(query).mappings().all()
     return [_window(name, row) for row in reversed(rows)]
+
+
+def resume_point(ws: Workspace, monitor: Monitor) -> int | None:
+    """Return where a run without --since starts (epoch ms): the end of the newest complete
+    window, since every window after it was still open when last computed (a run often
+    ends before its previous window has settled); else the oldest stored window's start;
+    None before any run."""
+    mine = _W.c.monitor_id == monitor.id
+    with ws.store.read() as conn:
+        done = conn.execute(select(func.max(_W.c.end_ms)).where(mine, _W.c.complete)).scalar()
+        if done is None:
+            done = conn.execute(select(func.min(_W.c.start_ms)).where(mine)).scalar()
+    return None if done is None else int(done)
 
 
 def alert_events(

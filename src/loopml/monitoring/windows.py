@@ -206,13 +206,11 @@ def _start(ws: Workspace, monitor: Monitor, since_s: float | None, end_ms: int) 
         if not isinstance(since_s, int | float) or not math.isfinite(since_s) or since_s <= 0:
             raise InvalidInput(f"since must be a positive duration, not {since_s!r}")
         return (end_ms - int(since_s * 1000)) // width * width
-    last = monitors.windows(ws, monitor.name, limit=1, details=False)
-    begin = last[0].start_ms if last else end_ms - DEFAULT_SINCE_S * 1000
-    if last and last[0].complete:
-        begin = last[0].end_ms
+    resume = monitors.resume_point(ws, monitor)
+    begin = end_ms - DEFAULT_SINCE_S * 1000 if resume is None else resume
     # Without --since a run never refuses: after a long gap it takes the newest windows.
     oldest = end_ms - MAX_WINDOWS * width + width
-    if begin < oldest and last:
+    if begin < oldest and resume is not None:
         log.warning(
             "monitor %s: %d windows since its last run; computing the newest %d "
             "(run with --since to compute older ones)",
