@@ -346,9 +346,8 @@ def close_the_loop(url: str, test: object) -> None:
 
     from loopml.automation import controller, loops
     from loopml.automation import policy as policies
-    from loopml.automation.report import render_policy
+    from loopml.automation.report import render_stored
     from loopml.core.workspace import workspace
-    from loopml.monitoring import monitors
 
     ws = workspace()
     frame = load_breast_cancer(as_frame=True).frame
@@ -413,9 +412,7 @@ def close_the_loop(url: str, test: object) -> None:
     console.print("[bold]Timeline[/bold] (loopml loop events breast-cancer-retrain)")
     for event in loops.events(ws, applied):
         console.print(timeline_line(event), markup=False, soft_wrap=True)
-    windows = {"breast-cancer-watch": monitors.windows(ws, "breast-cancer-watch", details=False)}
-    page = render_policy(applied, loops.of(ws, applied), loops.events(ws, applied), windows)
-    (OUT / "loop.html").write_text(page, encoding="utf-8")
+    (OUT / "loop.html").write_text(render_stored(ws, applied), encoding="utf-8")
 
 
 def main() -> None:

@@ -18,6 +18,7 @@ from loopml.monitoring.alerts import Rule
 
 if TYPE_CHECKING:
     from loopml.automation.loops import Event, Loop
+    from loopml.core.workspace import Workspace
     from loopml.monitoring.monitors import Window
 
 # Events drawn on the monitor charts, with their colour.
@@ -69,6 +70,22 @@ def render_policy(
         _timeline(events),
     ]
     return page(f"LoopML policy {policy.name}", "\n".join(body))
+
+
+def render_stored(ws: Workspace, policy: Policy, *, last: int = 500) -> str:
+    """Return the report of a stored policy: its loops and timeline from the store, and the
+    newest `last` windows of each monitor it watches (one deleted since is left out)."""
+    from loopml.automation import loops
+    from loopml.errors import NotFound
+    from loopml.monitoring import monitors
+
+    watched = {}
+    for name in policy.monitors:
+        try:
+            watched[name] = monitors.windows(ws, name, limit=last, details=False)
+        except NotFound:
+            continue
+    return render_policy(policy, loops.of(ws, policy), loops.events(ws, policy), watched)
 
 
 def _banner(policy: Policy, newest: Sequence[Loop]) -> str:

@@ -174,22 +174,12 @@ def report(
     html: Annotated[Path, typer.Option("--html", help="Write the report to this file.")],
 ) -> None:
     """Write an HTML report of a policy: its loops, timeline and the monitors it watches."""
-    from loopml.automation import loops
     from loopml.automation import policy as policies
-    from loopml.automation.report import render_policy
+    from loopml.automation.report import render_stored
     from loopml.cli.output import console, write_page
-    from loopml.errors import NotFound
-    from loopml.monitoring import monitors
 
     ws = _ws()
-    policy = policies.get(ws, name)
-    watched = {}
-    for monitor in policy.monitors:
-        try:
-            watched[monitor] = monitors.windows(ws, monitor, limit=500, details=False)
-        except NotFound:
-            continue
-    page = render_policy(policy, loops.of(ws, policy), loops.events(ws, policy), watched)
+    page = render_stored(ws, policies.get(ws, name))
     write_page(html, page)
     console.print(f"Report written to {html}")
 
