@@ -226,9 +226,9 @@ class Controller:
         )
 
     def _register(self, policy: Policy, loop: Loop) -> Loop | None:
-        record = _registered(self.ws, policy, loop)  # a resumed loop registered it already
+        record = _registered_version(self.ws, policy, loop)  # a resumed loop registered it already
         if record is None:
-            record = _register(self.ws, policy, loop)
+            record = _register_model(self.ws, policy, loop)
         details = {"model": record.uri, "run_id": loop.run_id, "package": record.package_digest}
         return loops.move(
             self.ws,
@@ -283,7 +283,7 @@ class Controller:
             f"models:/{loop.model} passed its gate and waits for a person: "
             f"loopml loop approve {policy.name} (or loopml loop cancel {policy.name})"
         )
-        waiting = loops.move(
+        loops.move(
             self.ws,
             loop,
             step="approval",
@@ -291,7 +291,7 @@ class Controller:
             event=("approval_requested", reason, {"model": f"models:/{loop.model}"}),
             fence=self.fence,
         )
-        return None if waiting is None else waiting
+        return None  # `loopml loop approve` moves it on
 
     def _release(self, policy: Policy, loop: Loop) -> Loop | None:
         from loopml.deploy import deployments, strategies
@@ -692,7 +692,7 @@ def background(
         thread.join(timeout=5)
 
 
-def _registered(ws: Workspace, policy: Policy, loop: Loop) -> Any:
+def _registered_version(ws: Workspace, policy: Policy, loop: Loop) -> Any:
     from loopml.registry import models
 
     try:
@@ -702,7 +702,7 @@ def _registered(ws: Workspace, policy: Policy, loop: Loop) -> Any:
     return next((v for v in found if v.tags.get(LOOP_TAG) == loop.id), None)
 
 
-def _register(ws: Workspace, policy: Policy, loop: Loop) -> Any:
+def _register_model(ws: Workspace, policy: Policy, loop: Loop) -> Any:
     """Store the pipeline run's model output and register it as the next version."""
     from loopml.evaluation.scoring import read_table
     from loopml.pipelines import records

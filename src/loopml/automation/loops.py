@@ -30,7 +30,6 @@ _L = db.loops
 _E = db.loop_events
 _P = db.policies
 _LEASE = db.leases
-STEPS = ("train", "register", "gate", "approval", "release", "watch", "done")
 ACTIVE = ("running", "waiting", "rolling_out")
 FINISHED = ("succeeded", "blocked", "rolled_back", "failed", "cancelled")
 
